@@ -1,0 +1,2 @@
+# One line per test file in this folder: dacl_unit_test(<file name without .c> LIBS ... LABELS ...)
+dacl_unit_test(test_common_error LIBS dacl_common)
