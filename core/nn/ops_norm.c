@@ -1,0 +1,124 @@
+/* BatchNorm (fused with the LeakyReLU that always follows it in the U-Net),
+ * LeakyReLU alone, and dropout.
+ *
+ * Dims: N batch, C channels, HW pixels per channel; M = N*HW values per
+ * channel for the batch statistics. */
+#include "dacl/nn.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline float act(float z, float slope) { return z > 0.0f ? z : z * slope; }
+
+void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
+                               const float *gamma, const float *beta, float *running_mean,
+                               float *running_var, int N, int C, int HW, float momentum, float eps,
+                               float slope) {
+    const double M = (double)N * HW;
+    for (int c = 0; c < C; c++) {
+        /* two passes in double: the mean first, then the centred squares, so
+         * the variance does not cancel catastrophically */
+        double s = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = in + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) s += x[i];
+        }
+        double mu = s / M, ss = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = in + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) {
+                double d = x[i] - mu;
+                ss += d * d;
+            }
+        }
+        double var = ss / M;
+        float r = (float)(1.0 / sqrt(var + eps));
+        mean[c] = (float)mu;
+        rstd[c] = r;
+        if (running_mean) {
+            double unbiased = M > 1 ? ss / (M - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+        float scale = gamma[c] * r, shift = beta[c] - (float)mu * scale;
+        for (int n = 0; n < N; n++) {
+            const float *x = in + ((size_t)n * C + c) * HW;
+            float *y = out + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) y[i] = act(x[i] * scale + shift, slope);
+        }
+    }
+}
+
+void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int N, int C,
+                              int HW, float eps, float slope) {
+    for (int c = 0; c < C; c++) {
+        float scale = gamma[c] / sqrtf(running_var[c] + eps);
+        float shift = beta[c] - running_mean[c] * scale;
+        for (int n = 0; n < N; n++) {
+            const float *x = in + ((size_t)n * C + c) * HW;
+            float *y = out + ((size_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) y[i] = act(x[i] * scale + shift, slope);
+        }
+    }
+}
+
+void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *out, const float *in, const float *mean, const float *rstd,
+                          const float *gamma, int N, int C, int HW, float slope) {
+    const double M = (double)N * HW;
+    for (int c = 0; c < C; c++) {
+        float mu = mean[c], r = rstd[c];
+        /* dz = dy * act'(z); sums of dz and dz * xhat over the channel */
+        double sdz = 0.0, sdzx = 0.0;
+        for (int n = 0; n < N; n++) {
+            size_t o = ((size_t)n * C + c) * HW;
+            const float *g = dy + o, *y = out + o, *x = in + o;
+            for (int i = 0; i < HW; i++) {
+                float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
+                sdz += dz;
+                sdzx += dz * ((x[i] - mu) * r);
+            }
+        }
+        dgamma[c] += (float)sdzx;
+        dbeta[c] += (float)sdz;
+        /* dx = gamma * rstd * (dz - mean(dz) - xhat * mean(dz * xhat)) */
+        float k = gamma[c] * r, mdz = (float)(sdz / M), mdzx = (float)(sdzx / M);
+        for (int n = 0; n < N; n++) {
+            size_t o = ((size_t)n * C + c) * HW;
+            const float *g = dy + o, *y = out + o, *x = in + o;
+            float *d = dx + o;
+            for (int i = 0; i < HW; i++) {
+                float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
+                d[i] = k * (dz - mdz - (x[i] - mu) * r * mdzx);
+            }
+        }
+    }
+}
+
+void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
+    for (size_t i = 0; i < n; i++) out[i] = act(in[i], slope);
+}
+
+void dacl_leaky_relu_backward(float *dx, const float *dy, const float *out, size_t n, float slope) {
+    for (size_t i = 0; i < n; i++) dx[i] = out[i] > 0.0f ? dy[i] : dy[i] * slope;
+}
+
+/* keep element i iff its 24-bit hash uniform is >= p */
+static inline int dropout_keep(uint64_t key, size_t i, uint32_t thresh) {
+    return (uint32_t)(dacl_hash64(key ^ (i * 0xd1342543de82ef95ULL)) >> 40) >= thresh;
+}
+
+void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {
+    if (p <= 0.0f) {
+        if (out != in) memmove(out, in, n * sizeof(float));
+        return;
+    }
+    uint32_t thresh = (uint32_t)(p * 16777216.0f);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) out[i] = dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
+}
+
+void dacl_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t key) {
+    dacl_dropout_forward(dx, dy, n, p, key); /* the mask is its own adjoint */
+}

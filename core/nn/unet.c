@@ -1,0 +1,455 @@
+/* The SSL4MIS 2D U-Net (networks/unet.py, bilinear = False).
+ *
+ *   level l = 0..4 has width w[l] and spatial size (H >> l) x (W >> l).
+ *   encoder: E0 = ConvBlock(in, w0, p0); El = maxpool -> ConvBlock(w[l-1], w[l], p[l])
+ *   decoder d = 0..3 at level l = 3-d: u = ConvT2x2(prev, w[l]); cat = [E_l.y, u];
+ *            D_d = ConvBlock(2 w[l], w[l], 0)
+ *   logits = conv3x3(D3.y, classes)
+ *   ConvBlock = conv3x3 -> BN -> LeakyReLU(.01) -> Dropout(p) -> conv3x3 -> BN -> LeakyReLU
+ *
+ * Memory: a planning pass computes every tensor's size for (max_n, H, W);
+ * parameters, gradients, momentum, BN statistics, activations and the im2col
+ * workspace are then one allocation each, carved by offsets. */
+#include "dacl/nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dacl/error.h"
+
+#define NBLOCKS 9 /* E0..E4, D0..D3 */
+#define LRELU 0.01f
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
+
+typedef struct {
+    int cin, cout, H, W; /* input and output channels, spatial size */
+    float p;             /* dropout after the first activation */
+    int t0;              /* index of conv1.weight; conv1.b, bn1.w, bn1.b, conv2.w/b, bn2.w/b follow */
+    size_t bn0;          /* offset of this block's first BN running mean in the stats block */
+    const float *x;      /* input of the last forward [N,cin,H,W] */
+    float *c1, *a1, *d1, *c2, *y;        /* [N,cout,H,W]; d1 == a1 when p == 0 */
+    float *m1, *r1, *m2, *r2;            /* [cout] batch mean and 1/std of each BN */
+} Block;
+
+struct DaclUNet {
+    DaclUNetConfig cfg;
+    int max_n, H, W;
+    int ntensors;
+    DaclParamInfo tensors[DACL_UNET_MAX_TENSORS];
+    size_t nparams, nstats;
+    float *params, *grads, *momentum, *stats; /* the parameter-sized blocks */
+    float *acts;                              /* every activation, one block */
+    uint8_t *pool_idx;                        /* maxpool argmax, one block */
+    float *ws;                                /* im2col / convT workspace */
+    Block blk[NBLOCKS];
+    int t_up[4], t_out;      /* tensor index of each ConvT weight and the output conv weight */
+    float *pool[5];          /* pool[l] = maxpool(E[l-1].y), l = 1..4 */
+    uint8_t *idx[5];         /* argmax of pool[l] */
+    float *up[4], *cat[4];   /* convT output and concat of decoder d */
+    float *logits;           /* [N,classes,H,W] */
+    float *s0, *s1;          /* backward scratch, the size of the largest gradient */
+    float *dskip[4];         /* gradient of E[l].y, l = 0..3 */
+    int last_n, last_train;
+    uint64_t last_key;       /* dropout key of the last forward */
+    size_t act_floats, idx_bytes, ws_floats, scratch_floats;
+};
+
+DaclUNetConfig dacl_unet_default_config(int in_channels, int classes) {
+    DaclUNetConfig c = {.in_channels = in_channels,
+                        .classes = classes,
+                        .widths = {16, 32, 64, 128, 256},
+                        .dropout = {0.05f, 0.1f, 0.2f, 0.3f, 0.5f}};
+    return c;
+}
+
+/* ---------------------------------------------------------- planning -- */
+
+static void add_tensor(DaclUNet *m, const char *prefix, const char *suffix, int kind, int ndim,
+                       int s0, int s1, int s2, int s3, int fan_in) {
+    DaclParamInfo *t = &m->tensors[m->ntensors++];
+    snprintf(t->name, sizeof t->name, "%s%s", prefix, suffix);
+    t->kind = kind;
+    t->ndim = ndim;
+    t->shape[0] = s0, t->shape[1] = s1, t->shape[2] = s2, t->shape[3] = s3;
+    t->numel = (size_t)s0 * (ndim > 1 ? s1 : 1) * (ndim > 2 ? s2 : 1) * (ndim > 3 ? s3 : 1);
+    t->offset = m->nparams;
+    t->fan_in = fan_in;
+    m->nparams += t->numel;
+}
+
+/* The eight tensors of a ConvBlock, under PyTorch's names "<prefix>conv_conv.{0,1,4,5}". */
+static void add_block(DaclUNet *m, Block *b, const char *prefix) {
+    char p[48];
+    b->t0 = m->ntensors;
+    b->bn0 = m->nstats;
+    for (int half = 0; half < 2; half++) {
+        int cin = half ? b->cout : b->cin;
+        snprintf(p, sizeof p, "%sconv_conv.%d.", prefix, half ? 4 : 0);
+        add_tensor(m, p, "weight", DACL_PARAM_CONV_W, 4, b->cout, cin, 3, 3, cin * 9);
+        add_tensor(m, p, "bias", DACL_PARAM_CONV_B, 1, b->cout, 0, 0, 0, cin * 9);
+        snprintf(p, sizeof p, "%sconv_conv.%d.", prefix, half ? 5 : 1);
+        add_tensor(m, p, "weight", DACL_PARAM_BN_W, 1, b->cout, 0, 0, 0, 0);
+        add_tensor(m, p, "bias", DACL_PARAM_BN_B, 1, b->cout, 0, 0, 0, 0);
+        m->nstats += 2 * (size_t)b->cout;
+    }
+}
+
+/* Builds the tensor table and the block geometry (no allocation). */
+static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W) {
+    if (cfg->in_channels < 1 || cfg->classes < 2 || cfg->classes > 255)
+        return DACL_FAIL(DACL_EINVAL, "U-Net needs >= 1 input channel and 2..255 classes");
+    if (max_n < 1 || H < 16 || W < 16 || H % 16 || W % 16)
+        return DACL_FAIL(DACL_EINVAL, "U-Net patch %dx%d must be a positive multiple of 16", H, W);
+    for (int l = 0; l < DACL_UNET_LEVELS; l++)
+        if (cfg->widths[l] < 1 || (l > 0 && cfg->widths[l] < cfg->widths[l - 1]) || cfg->dropout[l] < 0.0f || cfg->dropout[l] >= 1.0f)
+            return DACL_FAIL(DACL_EINVAL, "U-Net widths must be positive and non-decreasing, dropout in [0, 1): level %d", l);
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->max_n = max_n, m->H = H, m->W = W;
+    const int *w = cfg->widths;
+    char p[48];
+    for (int l = 0; l < 5; l++) {
+        Block *b = &m->blk[l];
+        b->cin = l ? w[l - 1] : cfg->in_channels;
+        b->cout = w[l];
+        b->H = H >> l, b->W = W >> l;
+        b->p = cfg->dropout[l];
+        if (l == 0)
+            snprintf(p, sizeof p, "encoder.in_conv.");
+        else
+            snprintf(p, sizeof p, "encoder.down%d.maxpool_conv.1.", l);
+        add_block(m, b, p);
+    }
+    for (int d = 0; d < 4; d++) {
+        int l = 3 - d;
+        Block *b = &m->blk[5 + d];
+        b->cin = 2 * w[l];
+        b->cout = w[l];
+        b->H = H >> l, b->W = W >> l;
+        b->p = 0.0f;
+        snprintf(p, sizeof p, "decoder.up%d.", d + 1);
+        m->t_up[d] = m->ntensors;
+        /* ConvTranspose2d weight [in, out, 2, 2]; PyTorch's fan_in is size(1)*k*k */
+        add_tensor(m, p, "up.weight", DACL_PARAM_CONV_W, 4, w[l + 1], w[l], 2, 2, w[l] * 4);
+        add_tensor(m, p, "up.bias", DACL_PARAM_CONV_B, 1, w[l], 0, 0, 0, w[l] * 4);
+        snprintf(p, sizeof p, "decoder.up%d.conv.", d + 1);
+        add_block(m, b, p);
+    }
+    m->t_out = m->ntensors;
+    add_tensor(m, "decoder.out_conv.", "weight", DACL_PARAM_CONV_W, 4, cfg->classes, w[0], 3, 3,
+               w[0] * 9);
+    add_tensor(m, "decoder.out_conv.", "bias", DACL_PARAM_CONV_B, 1, cfg->classes, 0, 0, 0, w[0] * 9);
+
+    /* activations, counted in floats for a batch of max_n */
+    size_t a = 0, ix = 0, ws = 0, sc = 0;
+    const size_t N = (size_t)max_n;
+    for (int i = 0; i < NBLOCKS; i++) {
+        Block *b = &m->blk[i];
+        size_t t = N * b->cout * b->H * b->W;
+        a += t * (b->p > 0.0f ? 5 : 4) + 4 * (size_t)b->cout;
+        size_t cws = dacl_conv2d_ws(b->cin, b->H, b->W, 3);
+        if (cws > ws) ws = cws;
+        size_t g = N * (b->cin > b->cout ? b->cin : b->cout) * b->H * b->W;
+        if (g > sc) sc = g;
+    }
+    for (int l = 1; l < 5; l++) {
+        size_t t = N * w[l - 1] * (H >> l) * (W >> l);
+        a += t;
+        ix += t;
+    }
+    for (int d = 0; d < 4; d++) {
+        int l = 3 - d;
+        size_t t = N * w[l] * (H >> l) * (W >> l);
+        a += 3 * t; /* up, cat (2t) */
+        a += t;     /* dskip[l] */
+        size_t tws = dacl_convt2x2_ws(w[l], H >> (l + 1), W >> (l + 1));
+        if (tws > ws) ws = tws;
+    }
+    a += N * cfg->classes * H * W;
+    {
+        size_t ows = dacl_conv2d_ws(w[0], H, W, 3);
+        if (ows > ws) ws = ows;
+    }
+    m->act_floats = a + 2 * sc;
+    m->idx_bytes = ix;
+    m->ws_floats = ws;
+    m->scratch_floats = sc;
+    return DACL_OK;
+}
+
+int dacl_unet_size(const DaclUNetConfig *cfg, int max_n, int h, int w, DaclUNetSize *out) {
+    DaclUNet *m = malloc(sizeof *m);
+    if (!m) return DACL_FAIL(DACL_ENOMEM, "out of memory planning the U-Net");
+    int rc = plan(m, cfg, max_n, h, w);
+    if (rc == DACL_OK) {
+        out->parameters = m->nparams;
+        out->param_bytes = sizeof(float) * (3 * m->nparams + m->nstats);
+        out->act_bytes = sizeof(float) * m->act_floats + m->idx_bytes;
+        out->ws_bytes = sizeof(float) * m->ws_floats;
+        out->total_bytes = out->param_bytes + out->act_bytes + out->ws_bytes + sizeof *m;
+    }
+    free(m);
+    return rc;
+}
+
+/* Carves the activation block into the per-layer pointers. */
+static void point_activations(DaclUNet *m) {
+    float *a = m->acts;
+    uint8_t *ix = m->pool_idx;
+    const size_t N = (size_t)m->max_n;
+    const int *w = m->cfg.widths;
+#define TAKE(n) (a += (n), a - (n))
+    for (int i = 0; i < NBLOCKS; i++) {
+        Block *b = &m->blk[i];
+        size_t t = N * b->cout * b->H * b->W;
+        b->c1 = TAKE(t);
+        b->a1 = TAKE(t);
+        b->d1 = b->p > 0.0f ? TAKE(t) : b->a1;
+        b->c2 = TAKE(t);
+        b->y = TAKE(t);
+        b->m1 = TAKE((size_t)b->cout);
+        b->r1 = TAKE((size_t)b->cout);
+        b->m2 = TAKE((size_t)b->cout);
+        b->r2 = TAKE((size_t)b->cout);
+    }
+    for (int l = 1; l < 5; l++) {
+        size_t t = N * w[l - 1] * (m->H >> l) * (m->W >> l);
+        m->pool[l] = TAKE(t);
+        m->idx[l] = ix;
+        ix += t;
+    }
+    for (int d = 0; d < 4; d++) {
+        int l = 3 - d;
+        size_t t = N * w[l] * (m->H >> l) * (m->W >> l);
+        m->up[d] = TAKE(t);
+        m->cat[d] = TAKE(2 * t);
+        m->dskip[l] = TAKE(t);
+    }
+    m->logits = TAKE(N * m->cfg.classes * m->H * m->W);
+    m->s0 = TAKE(m->scratch_floats);
+    m->s1 = TAKE(m->scratch_floats);
+#undef TAKE
+}
+
+int dacl_unet_create(DaclUNet **out, const DaclUNetConfig *cfg, int max_n, int h, int w) {
+    *out = NULL;
+    DaclUNet *m = calloc(1, sizeof *m);
+    if (!m) return DACL_FAIL(DACL_ENOMEM, "out of memory creating the U-Net");
+    int rc = plan(m, cfg, max_n, h, w);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->params = calloc(m->nparams, sizeof(float));
+    m->grads = calloc(m->nparams, sizeof(float));
+    m->momentum = calloc(m->nparams, sizeof(float));
+    m->stats = calloc(m->nstats, sizeof(float));
+    /* malloc, not calloc: every activation is written before it is read */
+    m->acts = malloc(m->act_floats * sizeof(float));
+    m->pool_idx = malloc(m->idx_bytes ? m->idx_bytes : 1);
+    m->ws = malloc((m->ws_floats ? m->ws_floats : 1) * sizeof(float));
+    if (!m->params || !m->grads || !m->momentum || !m->stats || !m->acts || !m->pool_idx || !m->ws) {
+        size_t mb = m->act_floats * sizeof(float) >> 20;
+        dacl_unet_free(m);
+        return DACL_FAIL(DACL_ENOMEM,
+                         "out of memory allocating the U-Net for batch %d at %dx%d (%zu MiB of "
+                         "activations)",
+                         max_n, h, w, mb);
+    }
+    point_activations(m);
+    for (size_t i = 0; i < m->nstats; i++) m->stats[i] = 0.0f;
+    *out = m;
+    return DACL_OK;
+}
+
+void dacl_unet_free(DaclUNet *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->grads);
+    free(m->momentum);
+    free(m->stats);
+    free(m->acts);
+    free(m->pool_idx);
+    free(m->ws);
+    free(m);
+}
+
+void dacl_unet_init(DaclUNet *m, DaclRng *rng) {
+    for (int i = 0; i < m->ntensors; i++) {
+        const DaclParamInfo *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (t->kind == DACL_PARAM_BN_W || t->kind == DACL_PARAM_BN_B) {
+            float v = t->kind == DACL_PARAM_BN_W ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+        } else {
+            /* kaiming_uniform(a = sqrt 5) and the bias rule both give U(+-1/sqrt(fan_in)) */
+            float bound = 1.0f / sqrtf((float)t->fan_in);
+            for (size_t j = 0; j < t->numel; j++)
+                p[j] = (2.0f * dacl_rng_uniform(rng) - 1.0f) * bound;
+        }
+    }
+    /* running mean 0, running var 1 for each BN layer (mean[C] then var[C]) */
+    for (int i = 0; i < NBLOCKS; i++) {
+        const Block *b = &m->blk[i];
+        for (int half = 0; half < 2; half++) {
+            float *s = m->stats + b->bn0 + (size_t)half * 2 * b->cout;
+            for (int c = 0; c < b->cout; c++) s[c] = 0.0f, s[b->cout + c] = 1.0f;
+        }
+    }
+    memset(m->momentum, 0, m->nparams * sizeof(float));
+    memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+size_t dacl_unet_num_params(const DaclUNet *m) { return m->nparams; }
+int dacl_unet_num_tensors(const DaclUNet *m) { return m->ntensors; }
+const DaclParamInfo *dacl_unet_tensor(const DaclUNet *m, int i) { return &m->tensors[i]; }
+float *dacl_unet_params(DaclUNet *m) { return m->params; }
+float *dacl_unet_grads(DaclUNet *m) { return m->grads; }
+float *dacl_unet_momentum(DaclUNet *m) { return m->momentum; }
+float *dacl_unet_bn_stats(DaclUNet *m) { return m->stats; }
+size_t dacl_unet_bn_stats_count(const DaclUNet *m) { return m->nstats; }
+const DaclUNetConfig *dacl_unet_config(const DaclUNet *m) { return &m->cfg; }
+int dacl_unet_max_batch(const DaclUNet *m) { return m->max_n; }
+const float *dacl_unet_logits(const DaclUNet *m) { return m->logits; }
+
+void dacl_unet_zero_grad(DaclUNet *m) { memset(m->grads, 0, m->nparams * sizeof(float)); }
+
+/* ----------------------------------------------------------- forward -- */
+
+#define P(m, t) ((m)->params + (m)->tensors[t].offset)
+#define G(m, t) ((m)->grads + (m)->tensors[t].offset)
+
+static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int train, uint64_t key) {
+    const int HW = b->H * b->W, C = b->cout, t = b->t0;
+    float *rs1 = m->stats + b->bn0, *rs2 = rs1 + 2 * C;
+    b->x = x;
+    dacl_conv2d_forward(b->c1, x, P(m, t), P(m, t + 1), N, b->cin, b->H, b->W, C, 3, m->ws);
+    if (train)
+        dacl_bn_act_forward_train(b->a1, b->m1, b->r1, b->c1, P(m, t + 2), P(m, t + 3), rs1, rs1 + C,
+                                  N, C, HW, BN_MOMENTUM, BN_EPS, LRELU);
+    else
+        dacl_bn_act_forward_eval(b->a1, b->c1, P(m, t + 2), P(m, t + 3), rs1, rs1 + C, N, C, HW,
+                                 BN_EPS, LRELU);
+    const float *in2 = b->a1;
+    if (train && b->p > 0.0f) {
+        dacl_dropout_forward(b->d1, b->a1, (size_t)N * C * HW, b->p, key);
+        in2 = b->d1;
+    }
+    dacl_conv2d_forward(b->c2, in2, P(m, t + 4), P(m, t + 5), N, C, b->H, b->W, C, 3, m->ws);
+    if (train)
+        dacl_bn_act_forward_train(b->y, b->m2, b->r2, b->c2, P(m, t + 6), P(m, t + 7), rs2, rs2 + C,
+                                  N, C, HW, BN_MOMENTUM, BN_EPS, LRELU);
+    else
+        dacl_bn_act_forward_eval(b->y, b->c2, P(m, t + 6), P(m, t + 7), rs2, rs2 + C, N, C, HW,
+                                 BN_EPS, LRELU);
+}
+
+/* each encoder block draws its dropout mask from its own key */
+static uint64_t block_key(uint64_t key, int i) {
+    return dacl_hash64(key + 0x632be59bd9b4e019ULL * (uint64_t)(i + 1));
+}
+
+int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dropout_key) {
+    if (n < 1 || n > m->max_n)
+        return DACL_FAIL(DACL_EINVAL, "batch of %d images, the model was planned for 1..%d", n,
+                         m->max_n);
+    const int *w = m->cfg.widths;
+    const float *in = x;
+    for (int l = 0; l < 5; l++) {
+        if (l > 0) {
+            Block *prev = &m->blk[l - 1];
+            dacl_maxpool2x2_forward(m->pool[l], m->idx[l], prev->y, n, prev->cout, prev->H, prev->W);
+            in = m->pool[l];
+        }
+        block_forward(m, &m->blk[l], in, n, train, block_key(dropout_key, l));
+    }
+    const float *prev = m->blk[4].y;
+    for (int d = 0; d < 4; d++) {
+        int l = 3 - d;
+        int h = m->H >> (l + 1), wd = m->W >> (l + 1);
+        dacl_convt2x2_forward(m->up[d], prev, P(m, m->t_up[d]), P(m, m->t_up[d] + 1), n, w[l + 1], h,
+                              wd, w[l], m->ws);
+        dacl_concat_forward(m->cat[d], m->blk[l].y, m->up[d], n, w[l], w[l], 4 * h * wd);
+        block_forward(m, &m->blk[5 + d], m->cat[d], n, train, 0);
+        prev = m->blk[5 + d].y;
+    }
+    dacl_conv2d_forward(m->logits, prev, P(m, m->t_out), P(m, m->t_out + 1), n, w[0], m->H, m->W,
+                        m->cfg.classes, 3, m->ws);
+    m->last_n = n;
+    m->last_train = train;
+    m->last_key = dropout_key;
+    return DACL_OK;
+}
+
+const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int *w) {
+    if (which < DACL_FEAT_BOTTLENECK || which > DACL_FEAT_UP4) return NULL;
+    const Block *b = which == DACL_FEAT_BOTTLENECK ? &m->blk[4] : &m->blk[5 + which - DACL_FEAT_UP1];
+    if (c) *c = b->cout;
+    if (h) *h = b->H;
+    if (w) *w = b->W;
+    return b->y;
+}
+
+/* ---------------------------------------------------------- backward -- */
+
+/* dy in g (overwritten); tmp is scratch; the input gradient lands in g when
+ * want_dx. Both buffers must hold N * max(cin, cout) * H * W floats. */
+static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, int want_dx,
+                           uint64_t key) {
+    const int HW = b->H * b->W, C = b->cout, t = b->t0;
+    dacl_bn_act_backward(g, G(m, t + 6), G(m, t + 7), g, b->y, b->c2, b->m2, b->r2, P(m, t + 6), N, C,
+                         HW, LRELU);
+    const float *in2 = b->p > 0.0f ? b->d1 : b->a1;
+    dacl_conv2d_backward(tmp, G(m, t + 4), G(m, t + 5), g, in2, P(m, t + 4), N, C, b->H, b->W, C, 3,
+                         m->ws);
+    if (b->p > 0.0f) dacl_dropout_backward(tmp, tmp, (size_t)N * C * HW, b->p, key);
+    dacl_bn_act_backward(tmp, G(m, t + 2), G(m, t + 3), tmp, b->a1, b->c1, b->m1, b->r1, P(m, t + 2),
+                         N, C, HW, LRELU);
+    dacl_conv2d_backward(want_dx ? g : NULL, G(m, t), G(m, t + 1), tmp, b->x, P(m, t), N, b->cin,
+                         b->H, b->W, C, 3, m->ws);
+}
+
+static void add_into(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, int feat_which) {
+    if (!m->last_train || m->last_n < 1)
+        return DACL_FAIL(DACL_EINVAL, "U-Net backward without a training forward");
+    const int N = m->last_n;
+    const int *w = m->cfg.widths;
+    uint64_t key = m->last_key;
+    dacl_conv2d_backward(m->s0, G(m, m->t_out), G(m, m->t_out + 1), dlogits, m->blk[8].y,
+                         P(m, m->t_out), N, w[0], m->H, m->W, m->cfg.classes, 3, m->ws);
+    /* decoder, last block first; the gradient of D_d.y is in s0 */
+    for (int d = 3; d >= 0; d--) {
+        int l = 3 - d;
+        Block *b = &m->blk[5 + d];
+        int h = m->H >> (l + 1), wd = m->W >> (l + 1);
+        if (dfeat && feat_which == DACL_FEAT_UP1 + d)
+            add_into(m->s0, dfeat, (size_t)N * b->cout * b->H * b->W);
+        block_backward(m, b, N, m->s0, m->s1, 1, 0);
+        /* s0 = d cat -> dskip[l] (first writer) and the convT output's gradient in s1 */
+        dacl_concat_backward(m->dskip[l], m->s1, m->s0, N, w[l], w[l], 4 * h * wd);
+        const float *prev = d ? m->blk[5 + d - 1].y : m->blk[4].y;
+        dacl_convt2x2_backward(m->s0, G(m, m->t_up[d]), G(m, m->t_up[d] + 1), m->s1, prev,
+                               P(m, m->t_up[d]), N, w[l + 1], h, wd, w[l], m->ws);
+    }
+    /* encoder, bottleneck first; the gradient of E4.y is in s0 */
+    float *g = m->s0;
+    if (dfeat && feat_which == DACL_FEAT_BOTTLENECK)
+        add_into(g, dfeat, (size_t)N * w[4] * m->blk[4].H * m->blk[4].W);
+    for (int l = 4; l >= 0; l--) {
+        Block *b = &m->blk[l];
+        float *tmp = g == m->s0 ? m->s1 : m->s0;
+        block_backward(m, b, N, g, tmp, l > 0, block_key(key, l));
+        if (l == 0) break;
+        Block *prev = &m->blk[l - 1];
+        dacl_maxpool2x2_backward(m->dskip[l - 1], g, m->idx[l], N, prev->cout, prev->H, prev->W);
+        g = m->dskip[l - 1];
+    }
+    return DACL_OK;
+}
