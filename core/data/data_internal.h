@@ -1,0 +1,55 @@
+/* Helpers shared by the data stage's readers and writers; not part of the public API. */
+#ifndef DACL_DATA_INTERNAL_H
+#define DACL_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dacl/data.h"
+
+/* Largest volume we accept from a file: 2^31 voxels (8 GiB of float32); anything bigger is a
+ * corrupt header, not a medical image. */
+#define DACL_MAX_VOXELS ((int64_t)1 << 31)
+
+/* 1 if `s` ends with `suffix`, ignoring ASCII case. */
+int dacl_has_suffix(const char *s, const char *suffix);
+
+/* buf[n] = "a/b"; DACL_EINVAL if it does not fit. */
+int dacl_path_join(char *buf, size_t n, const char *a, const char *b);
+
+/* DACL_OK if `path` names a readable regular file; else DACL_ENOTFOUND / DACL_EIO naming it. */
+int dacl_file_check(const char *path);
+
+/* Check a shape read from a file header: every dimension >= 1 and the total within
+ * DACL_MAX_VOXELS; DACL_EFORMAT naming `path` otherwise. */
+int dacl_shape_check(const char *path, int64_t nz, int64_t ny, int64_t nx);
+
+/* Convert n label values held as doubles to uint8, refusing (DACL_EFORMAT, naming `path`) any
+ * value that is not an integer in 0..255. */
+int dacl_labels_from_double(const char *path, const double *src, size_t n, uint8_t *dst);
+
+/* Atomic writes: a writer creates a temporary file next to `path` (same folder, so rename is
+ * atomic), writes it, then commits (rename over `path`) or aborts (unlink). tmp must hold
+ * strlen(path) + 16 bytes. dacl_tmp_create returns an open fd with mode 0644. */
+int dacl_tmp_create(const char *path, char *tmp, size_t n, int *fd);
+int dacl_tmp_commit(const char *tmp, const char *path);
+void dacl_tmp_abort(const char *tmp);
+
+/* ---- manifest building (dataset.c), shared with dataset_init.c ---- */
+
+/* strdup that passes NULL through (and returns NULL when out of memory). */
+char *dacl_strdup_or_null(const char *s);
+/* The patient a case id belongs to: the id less a trailing "_frame<digits>" (malloc'd). */
+char *dacl_patient_of(const char *id);
+/* Append a case (strings copied; patient NULL = dacl_patient_of(id); label may be NULL). */
+int dacl_split_add(DaclSplit *s, const char *id, const char *patient, const char *image, const char *label);
+/* The intensity handling a modality gets by default: CT clips to [-75, 275] HU; both min-max. */
+void dacl_intensity_default(DaclModality m, DaclIntensity *in);
+/* Read a whole text file (NUL-terminated, malloc'd) of at most `max` bytes. */
+int dacl_read_text(const char *path, long max, char **out);
+
+/* The opaque NIfTI header (nifti.c): copy and free. */
+DaclNiftiHeader *dacl_nifti_header_clone(const DaclNiftiHeader *h);
+void dacl_nifti_header_free(DaclNiftiHeader *h);
+
+#endif

@@ -1,0 +1,330 @@
+/* NIfTI-1 and NIfTI-2 volumes (.nii, .nii.gz) through libnifti2.
+ *
+ * Axis mapping (dacl/data.h): NIfTI voxel (i, j, k), i fastest on disk, is our (z, y, x) =
+ * (k, j, i). libnifti hands the data over in disk order, which read as a C array [nz][ny][nx]
+ * is already (Z, H, W): no transpose on reading, none on writing, so the mapping is its own
+ * inverse and a label map written with the source header lines up with the source.
+ *
+ * Reading is done in two steps, header then data, so that the error says which one failed
+ * (libnifti itself only returns NULL). Writing builds the header with libnifti (so qform, sform,
+ * units, intent and NIfTI version carry over) but writes the bytes itself: nifti_image_write
+ * returns nothing and cannot report a short write or a full disk. */
+#include <errno.h>
+#include <math.h>
+#include <nifti2_io.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "dacl/error.h"
+#include "data_internal.h"
+
+/* The header of a file we read, data unloaded. */
+struct DaclNiftiHeader {
+    nifti_image *nim;
+};
+
+/* libnifti prints its own diagnostics to stderr unless its (process-wide) debug level is 0; set
+ * it once. This is the library's option, not state of ours. */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void nifti_quiet_init(void) { nifti_set_debug_level(0); }
+
+DaclNiftiHeader *dacl_nifti_header_clone(const DaclNiftiHeader *h) {
+    if (!h) return NULL;
+    DaclNiftiHeader *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    c->nim = nifti_copy_nim_info(h->nim);
+    if (!c->nim) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void dacl_nifti_header_free(DaclNiftiHeader *h) {
+    if (!h) return;
+    nifti_image_free(h->nim);
+    free(h);
+}
+
+/* ---- reading ---- */
+
+/* Copy n voxels of libnifti's type `dt` to dst (float or double), as raw * slope + inter, in
+ * double precision so int32/int64 data and the scaling lose nothing before the last rounding. */
+#define CONVERT_LOOP(DST, SRC_T)                                                               \
+    do {                                                                                       \
+        const SRC_T *s_ = (const SRC_T *)src;                                                  \
+        for (size_t i_ = 0; i_ < n; i_++) (DST)[i_] = (double)s_[i_] * slope + inter;          \
+    } while (0)
+
+#define CONVERT_ALL(DST)                                                                       \
+    switch (dt) {                                                                              \
+    case DT_UINT8: CONVERT_LOOP(DST, uint8_t); break;                                          \
+    case DT_INT8: CONVERT_LOOP(DST, int8_t); break;                                            \
+    case DT_UINT16: CONVERT_LOOP(DST, uint16_t); break;                                        \
+    case DT_INT16: CONVERT_LOOP(DST, int16_t); break;                                          \
+    case DT_UINT32: CONVERT_LOOP(DST, uint32_t); break;                                        \
+    case DT_INT32: CONVERT_LOOP(DST, int32_t); break;                                          \
+    case DT_UINT64: CONVERT_LOOP(DST, uint64_t); break;                                        \
+    case DT_INT64: CONVERT_LOOP(DST, int64_t); break;                                          \
+    case DT_FLOAT32: CONVERT_LOOP(DST, float); break;                                          \
+    case DT_FLOAT64: CONVERT_LOOP(DST, double); break;                                         \
+    default: break;                                                                            \
+    }
+
+static void convert_to_float(const void *src, int dt, size_t n, double slope, double inter, float *dst) {
+    CONVERT_ALL(dst)
+}
+
+static void convert_to_double(const void *src, int dt, size_t n, double slope, double inter, double *dst) {
+    CONVERT_ALL(dst)
+}
+
+static int supported_type(int dt) {
+    switch (dt) {
+    case DT_UINT8: case DT_INT8: case DT_UINT16: case DT_INT16: case DT_UINT32: case DT_INT32:
+    case DT_UINT64: case DT_INT64: case DT_FLOAT32: case DT_FLOAT64: return 1;
+    default: return 0;
+    }
+}
+
+/* mm per unit of the header's xyz_units; "unknown" is taken as mm, as every tool does. */
+static double unit_to_mm(int xyz_units) {
+    switch (XYZT_TO_SPACE(xyz_units)) {
+    case NIFTI_UNITS_METER: return 1000.0;
+    case NIFTI_UNITS_MICRON: return 0.001;
+    default: return 1.0;
+    }
+}
+
+/* Read header and data of `path` into *out_nim (data loaded) after checking that it is a 2D/3D
+ * volume of a numeric type we convert. */
+static int nifti_load(const char *path, nifti_image **out_nim) {
+    DACL_TRY(dacl_file_check(path));
+    pthread_once(&quiet_once, nifti_quiet_init);
+    nifti_image *nim = nifti_image_read(path, 0);
+    if (!nim) return DACL_FAIL(DACL_EFORMAT, "%s: not a valid NIfTI file (bad or truncated header)", path);
+    int rc = DACL_OK;
+    int64_t extra = 1;
+    for (int d = 4; d <= 7; d++) extra *= nim->dim[0] >= d ? nim->dim[d] : 1;
+    if (nim->dim[0] < 1 || nim->dim[0] > 7)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: bad NIfTI dim[0] = %lld", path, (long long)nim->dim[0]);
+    else if (extra != 1)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: %lld-dimensional NIfTI with %lld volumes; expected one 3D volume",
+                       path, (long long)nim->dim[0], (long long)extra);
+    else if (!supported_type(nim->datatype))
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: unsupported NIfTI datatype %s (%d)", path,
+                       nifti_datatype_string(nim->datatype), nim->datatype);
+    else
+        rc = dacl_shape_check(path, nim->nz, nim->ny, nim->nx);
+    if (rc == DACL_OK && nifti_image_load(nim) < 0)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: cannot read the NIfTI voxel data (truncated or corrupt file)", path);
+    if (rc != DACL_OK) {
+        nifti_image_free(nim);
+        return rc;
+    }
+    *out_nim = nim;
+    return DACL_OK;
+}
+
+/* The spacing (z, y, x) in mm; a 2D file's missing slice thickness counts as 1. */
+static int nifti_spacing(const nifti_image *nim, double sp[3]) {
+    double mm = unit_to_mm(nim->xyz_units);
+    double dz = fabs(nim->dz), dy = fabs(nim->dy), dx = fabs(nim->dx);
+    if (nim->nz == 1 && !(dz > 0)) dz = 1.0;
+    sp[0] = dz * mm, sp[1] = dy * mm, sp[2] = dx * mm;
+    return dx > 0 && dy > 0 && dz > 0 && isfinite(dx * dy * dz);
+}
+
+/* Keep the header of a loaded image: free its data, wrap it. NULL if out of memory. */
+static DaclNiftiHeader *keep_header(nifti_image *nim) {
+    DaclNiftiHeader *h = malloc(sizeof *h);
+    if (!h) return NULL;
+    nifti_image_unload(nim);
+    h->nim = nim;
+    return h;
+}
+
+/* The scaling the header asks for: slope 0 (or non-finite) means none. */
+static void nifti_scaling(const nifti_image *nim, double *slope, double *inter) {
+    int on = nim->scl_slope != 0.0 && isfinite(nim->scl_slope) && isfinite(nim->scl_inter);
+    *slope = on ? nim->scl_slope : 1.0;
+    *inter = on ? nim->scl_inter : 0.0;
+}
+
+int dacl_nifti_read(const char *path, DaclVolume *img) {
+    nifti_image *nim = NULL;
+    DACL_TRY(nifti_load(path, &nim));
+    DaclVolume t = {0};
+    int rc = dacl_volume_alloc(&t, (int)nim->nz, (int)nim->ny, (int)nim->nx);
+    if (rc == DACL_OK) {
+        double slope, inter;
+        nifti_scaling(nim, &slope, &inter);
+        convert_to_float(nim->data, nim->datatype, dacl_volume_numel(&t), slope, inter, t.data);
+        t.has_spacing = nifti_spacing(nim, t.spacing);
+        t.format = DACL_FMT_NIFTI;
+        if (!(t.nifti = keep_header(nim))) rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    }
+    if (rc != DACL_OK) {
+        nifti_image_free(nim);
+        dacl_volume_free(&t);
+        return rc;
+    }
+    dacl_volume_free(img);
+    *img = t;
+    return DACL_OK;
+}
+
+int dacl_nifti_read_label(const char *path, DaclLabelVolume *lab) {
+    nifti_image *nim = NULL;
+    DACL_TRY(nifti_load(path, &nim));
+    DaclLabelVolume t = {0};
+    int rc = dacl_label_alloc(&t, (int)nim->nz, (int)nim->ny, (int)nim->nx);
+    size_t n = rc == DACL_OK ? dacl_label_numel(&t) : 0;
+    double slope, inter;
+    nifti_scaling(nim, &slope, &inter);
+    if (rc == DACL_OK && nim->datatype == DT_UINT8 && slope == 1.0 && inter == 0.0) {
+        memcpy(t.data, nim->data, n);
+    } else if (rc == DACL_OK) {
+        /* wider or float types: convert through double and check every value is a label */
+        double *tmp = malloc(n * sizeof *tmp);
+        if (!tmp) {
+            rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+        } else {
+            convert_to_double(nim->data, nim->datatype, n, slope, inter, tmp);
+            rc = dacl_labels_from_double(path, tmp, n, t.data);
+            free(tmp);
+        }
+    }
+    if (rc == DACL_OK) {
+        t.has_spacing = nifti_spacing(nim, t.spacing);
+        t.format = DACL_FMT_NIFTI;
+        if (!(t.nifti = keep_header(nim))) rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    }
+    if (rc != DACL_OK) {
+        nifti_image_free(nim);
+        dacl_label_free(&t);
+        return rc;
+    }
+    dacl_label_free(lab);
+    *lab = t;
+    return DACL_OK;
+}
+
+/* ---- writing ---- */
+
+/* The output header: a copy of `src`'s (or a fresh one from lab's spacing), made uint8 label
+ * data of lab's shape, in a single-file NIfTI of the same version. */
+static int label_header(const char *path, const DaclLabelVolume *lab, const nifti_image *src,
+                        nifti_image **out) {
+    nifti_image *nim;
+    if (src) {
+        if (src->nx != lab->nx || src->ny != lab->ny || src->nz != lab->nz ||
+            src->nt * src->nu * src->nv * src->nw != 1)
+            return DACL_FAIL(DACL_EINVAL,
+                             "%s: label map (%d, %d, %d) does not fit the NIfTI header (i, j, k) = (%lld, %lld, %lld)",
+                             path, lab->nz, lab->ny, lab->nx, (long long)src->nx, (long long)src->ny,
+                             (long long)src->nz);
+        if (!(nim = nifti_copy_nim_info(src))) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+        nifti_free_extensions(nim);
+    } else {
+        const int64_t dims[8] = {3, lab->nx, lab->ny, lab->nz, 1, 1, 1, 1};
+        if (!(nim = nifti_make_new_nim(dims, DT_UINT8, 0)))
+            return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+        if (lab->has_spacing) {
+            nim->dx = nim->pixdim[1] = lab->spacing[2];
+            nim->dy = nim->pixdim[2] = lab->spacing[1];
+            nim->dz = nim->pixdim[3] = lab->spacing[0];
+        }
+        nim->xyz_units = NIFTI_UNITS_MM;
+        nim->qform_code = nim->sform_code = NIFTI_XFORM_UNKNOWN;
+        nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+    }
+    nim->datatype = DT_UINT8;
+    nim->nbyper = 1;
+    nim->swapsize = 0;
+    nim->nvox = (int64_t)lab->nz * lab->ny * lab->nx;
+    nim->scl_slope = 0.0;
+    nim->scl_inter = 0.0;
+    nim->cal_min = nim->cal_max = 0.0;
+    nim->intent_code = NIFTI_INTENT_LABEL;
+    nim->intent_p1 = nim->intent_p2 = nim->intent_p3 = 0.0;
+    memset(nim->intent_name, 0, sizeof nim->intent_name);
+    /* one file, data right after the header and the 4-byte extension flag */
+    int v2 = nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2;
+    nim->nifti_type = v2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
+    nim->iname_offset = v2 ? (int64_t)sizeof(nifti_2_header) + 4 : (int64_t)sizeof(nifti_1_header) + 4;
+    *out = nim;
+    return DACL_OK;
+}
+
+/* Write n bytes to a plain fd or a gzFile, failing on any short write. */
+static int out_write(int fd, gzFile gz, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        unsigned chunk = n > (1u << 30) ? 1u << 30 : (unsigned)n;
+        long w = gz ? gzwrite(gz, p, chunk) : (long)write(fd, p, chunk);
+        if (w <= 0) {
+            if (!gz && w < 0 && errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const DaclNiftiHeader *hdr) {
+    const DaclNiftiHeader *h = hdr ? hdr : lab->nifti;
+    nifti_image *nim = NULL;
+    pthread_once(&quiet_once, nifti_quiet_init);
+    DACL_TRY(label_header(path, lab, h ? h->nim : NULL, &nim));
+
+    /* the raw header, native byte order (readers detect it from sizeof_hdr) */
+    nifti_1_header h1;
+    nifti_2_header h2;
+    const void *hbytes = NULL;
+    size_t hsize = 0;
+    int rc = DACL_OK;
+    if (nim->nifti_type == NIFTI_FTYPE_NIFTI2_1) {
+        if (nifti_convert_nim2n2hdr(nim, &h2) == 0) hbytes = &h2, hsize = sizeof h2;
+    } else if (nifti_convert_nim2n1hdr(nim, &h1) == 0) {
+        hbytes = &h1, hsize = sizeof h1;
+    }
+    nifti_image_free(nim);
+    if (!hbytes) return DACL_FAIL(DACL_EINVAL, "%s: the volume does not fit a NIfTI header", path);
+
+    size_t tn = strlen(path) + 16;
+    char *tmp = malloc(tn);
+    if (!tmp) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    int fd = -1;
+    if ((rc = dacl_tmp_create(path, tmp, tn, &fd)) != DACL_OK) {
+        free(tmp);
+        return rc;
+    }
+    gzFile gz = NULL;
+    if (dacl_has_suffix(path, ".gz") && !(gz = gzdopen(fd, "wb6"))) {
+        close(fd);
+        dacl_tmp_abort(tmp);
+        free(tmp);
+        return DACL_FAIL(DACL_ENOMEM, "%s: cannot start gzip stream", path);
+    }
+    static const char no_extensions[4] = {0, 0, 0, 0};
+    errno = 0;
+    int bad = out_write(fd, gz, hbytes, hsize) || out_write(fd, gz, no_extensions, 4) ||
+              out_write(fd, gz, lab->data, dacl_label_numel(lab));
+    int e = errno;
+    /* closing flushes the gzip stream: a full disk can show up only here */
+    if (gz ? gzclose(gz) != Z_OK : close(fd) != 0) bad = 1, e = e ? e : errno;
+    if (bad) {
+        dacl_tmp_abort(tmp);
+        rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, e ? strerror(e) : "gzip error");
+    } else {
+        rc = dacl_tmp_commit(tmp, path);
+    }
+    free(tmp);
+    return rc;
+}
