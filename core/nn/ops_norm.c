@@ -2,35 +2,59 @@
  * LeakyReLU alone, and dropout.
  *
  * Dims: N batch, C channels, HW pixels per channel; M = N*HW values per
- * channel for the batch statistics. */
-#include "dacl/nn.h"
-
+ * channel for the batch statistics. Sums run in float across 16 lanes (so
+ * the compiler vectorises them) and are gathered per plane into double. */
 #include <math.h>
 #include <string.h>
 
+#include "dacl/nn.h"
+#include "ops_internal.h"
+
+#define LANES 16
+
 static inline float act(float z, float slope) { return z > 0.0f ? z : z * slope; }
 
-void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
-                               const float *gamma, const float *beta, float *running_mean,
-                               float *running_var, int N, int C, int HW, float momentum, float eps,
-                               float slope) {
+static double sum_plane(const float *x, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+static double sumsq_centered(const float *x, int n, float mu) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float d = x[i + l] - mu;
+            acc[l] += d * d;
+        }
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += (double)(x[i] - mu) * (x[i] - mu);
+    return s;
+}
+
+static void affine_act(float *y, const float *x, int n, float scale, float shift, float slope) {
+    for (int i = 0; i < n; i++) y[i] = act(x[i] * scale + shift, slope);
+}
+
+void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const float *in,
+                                  const float *gamma, const float *beta, float *running_mean,
+                                  float *running_var, int N, int C, int HW, float momentum, float eps,
+                                  float slope, int c0, int c1) {
     const double M = (double)N * HW;
-    for (int c = 0; c < C; c++) {
-        /* two passes in double: the mean first, then the centred squares, so
-         * the variance does not cancel catastrophically */
+    for (int c = c0; c < c1; c++) {
+        /* two passes: the mean first, then the centred squares, so the
+         * variance does not cancel catastrophically */
         double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *x = in + ((size_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) s += x[i];
-        }
+        for (int n = 0; n < N; n++) s += sum_plane(in + ((size_t)n * C + c) * HW, HW);
         double mu = s / M, ss = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *x = in + ((size_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) {
-                double d = x[i] - mu;
-                ss += d * d;
-            }
-        }
+        for (int n = 0; n < N; n++) ss += sumsq_centered(in + ((size_t)n * C + c) * HW, HW, (float)mu);
         double var = ss / M;
         float r = (float)(1.0 / sqrt(var + eps));
         mean[c] = (float)mu;
@@ -42,58 +66,86 @@ void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float
         }
         float scale = gamma[c] * r, shift = beta[c] - (float)mu * scale;
         for (int n = 0; n < N; n++) {
-            const float *x = in + ((size_t)n * C + c) * HW;
-            float *y = out + ((size_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) y[i] = act(x[i] * scale + shift, slope);
+            size_t o = ((size_t)n * C + c) * HW;
+            affine_act(out + o, in + o, HW, scale, shift, slope);
         }
     }
 }
 
-void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
-                              const float *running_mean, const float *running_var, int N, int C,
-                              int HW, float eps, float slope) {
-    for (int c = 0; c < C; c++) {
+void dacl_bn_act_forward_eval_ch(float *out, const float *in, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int N, int C,
+                                 int HW, float eps, float slope, int c0, int c1) {
+    for (int c = c0; c < c1; c++) {
         float scale = gamma[c] / sqrtf(running_var[c] + eps);
         float shift = beta[c] - running_mean[c] * scale;
         for (int n = 0; n < N; n++) {
-            const float *x = in + ((size_t)n * C + c) * HW;
-            float *y = out + ((size_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) y[i] = act(x[i] * scale + shift, slope);
+            size_t o = ((size_t)n * C + c) * HW;
+            affine_act(out + o, in + o, HW, scale, shift, slope);
         }
     }
 }
 
-void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                          const float *out, const float *in, const float *mean, const float *rstd,
-                          const float *gamma, int N, int C, int HW, float slope) {
+void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
+                             const float *out, const float *in, const float *mean, const float *rstd,
+                             const float *gamma, int N, int C, int HW, float slope, int c0, int c1) {
     const double M = (double)N * HW;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         float mu = mean[c], r = rstd[c];
         /* dz = dy * act'(z); sums of dz and dz * xhat over the channel */
         double sdz = 0.0, sdzx = 0.0;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out + o, *x = in + o;
-            for (int i = 0; i < HW; i++) {
+            float a1[LANES] = {0}, a2[LANES] = {0};
+            int i = 0;
+            for (; i + LANES <= HW; i += LANES)
+                for (int l = 0; l < LANES; l++) {
+                    float dz = y[i + l] > 0.0f ? g[i + l] : g[i + l] * slope;
+                    a1[l] += dz;
+                    a2[l] += dz * (x[i + l] - mu);
+                }
+            for (; i < HW; i++) {
                 float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
-                sdz += dz;
-                sdzx += dz * ((x[i] - mu) * r);
+                a1[0] += dz;
+                a2[0] += dz * (x[i] - mu);
             }
+            for (int l = 0; l < LANES; l++) sdz += a1[l], sdzx += (double)a2[l] * r;
         }
         dgamma[c] += (float)sdzx;
         dbeta[c] += (float)sdz;
         /* dx = gamma * rstd * (dz - mean(dz) - xhat * mean(dz * xhat)) */
-        float k = gamma[c] * r, mdz = (float)(sdz / M), mdzx = (float)(sdzx / M);
+        float k = gamma[c] * r, mdz = (float)(sdz / M), mdzx = (float)(sdzx / M) * r;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out + o, *x = in + o;
             float *d = dx + o;
             for (int i = 0; i < HW; i++) {
                 float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
-                d[i] = k * (dz - mdz - (x[i] - mu) * r * mdzx);
+                d[i] = k * (dz - mdz - (x[i] - mu) * mdzx);
             }
         }
     }
+}
+
+void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
+                               const float *gamma, const float *beta, float *running_mean,
+                               float *running_var, int N, int C, int HW, float momentum, float eps,
+                               float slope) {
+    dacl_bn_act_forward_train_ch(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, HW,
+                                 momentum, eps, slope, 0, C);
+}
+
+void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int N, int C,
+                              int HW, float eps, float slope) {
+    dacl_bn_act_forward_eval_ch(out, in, gamma, beta, running_mean, running_var, N, C, HW, eps, slope,
+                                0, C);
+}
+
+void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *out, const float *in, const float *mean, const float *rstd,
+                          const float *gamma, int N, int C, int HW, float slope) {
+    dacl_bn_act_backward_ch(dx, dgamma, dbeta, dy, out, in, mean, rstd, gamma, N, C, HW, slope, 0, C);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
@@ -109,14 +161,18 @@ static inline int dropout_keep(uint64_t key, size_t i, uint32_t thresh) {
     return (uint32_t)(dacl_hash64(key ^ (i * 0xd1342543de82ef95ULL)) >> 40) >= thresh;
 }
 
-void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {
+void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float p, uint64_t key) {
     if (p <= 0.0f) {
-        if (out != in) memmove(out, in, n * sizeof(float));
+        if (out != in) memmove(out + i0, in + i0, (i1 - i0) * sizeof(float));
         return;
     }
     uint32_t thresh = (uint32_t)(p * 16777216.0f);
     float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++) out[i] = dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
+    for (size_t i = i0; i < i1; i++) out[i] = dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
+}
+
+void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {
+    dacl_dropout_range(out, in, 0, n, p, key);
 }
 
 void dacl_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t key) {

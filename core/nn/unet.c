@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "dacl/error.h"
+#include "ops_internal.h"
 
 #define NBLOCKS 9 /* E0..E4, D0..D3 */
 #define LRELU 0.01f
@@ -43,7 +44,10 @@ struct DaclUNet {
     float *params, *grads, *momentum, *stats; /* the parameter-sized blocks */
     float *acts;                              /* every activation, one block */
     uint8_t *pool_idx;                        /* maxpool argmax, one block */
-    float *ws;                                /* im2col / convT workspace */
+    float *ws;                                /* im2col / convT workspace, one per thread */
+    DaclPool *team;                           /* NULL: single-threaded */
+    int nthreads;
+    float *tgrads;                            /* gradients of members 1.., reduced after backward */
     Block blk[NBLOCKS];
     int t_up[4], t_out;      /* tensor index of each ConvT weight and the output conv weight */
     float *pool[5];          /* pool[l] = maxpool(E[l-1].y), l = 1..4 */
@@ -250,6 +254,7 @@ int dacl_unet_create(DaclUNet **out, const DaclUNetConfig *cfg, int max_n, int h
     /* malloc, not calloc: every activation is written before it is read */
     m->acts = malloc(m->act_floats * sizeof(float));
     m->pool_idx = malloc(m->idx_bytes ? m->idx_bytes : 1);
+    m->nthreads = 1;
     m->ws = malloc((m->ws_floats ? m->ws_floats : 1) * sizeof(float));
     if (!m->params || !m->grads || !m->momentum || !m->stats || !m->acts || !m->pool_idx || !m->ws) {
         size_t mb = m->act_floats * sizeof(float) >> 20;
@@ -274,7 +279,26 @@ void dacl_unet_free(DaclUNet *m) {
     free(m->acts);
     free(m->pool_idx);
     free(m->ws);
+    free(m->tgrads);
     free(m);
+}
+
+int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool) {
+    int nt = dacl_pool_threads(pool);
+    float *ws = malloc((m->ws_floats ? m->ws_floats : 1) * sizeof(float) * nt);
+    float *tg = nt > 1 ? calloc(m->nparams * (size_t)(nt - 1), sizeof(float)) : NULL;
+    if (!ws || (nt > 1 && !tg)) {
+        free(ws);
+        free(tg);
+        return DACL_FAIL(DACL_ENOMEM, "out of memory for %d threads' workspaces", nt);
+    }
+    free(m->ws);
+    free(m->tgrads);
+    m->ws = ws;
+    m->tgrads = tg;
+    m->team = pool;
+    m->nthreads = nt;
+    return DACL_OK;
 }
 
 void dacl_unet_init(DaclUNet *m, DaclRng *rng) {
@@ -317,34 +341,236 @@ const float *dacl_unet_logits(const DaclUNet *m) { return m->logits; }
 
 void dacl_unet_zero_grad(DaclUNet *m) { memset(m->grads, 0, m->nparams * sizeof(float)); }
 
+/* ---------------------------------------------------- parallel kernels -- */
+/* Each op is split so that members never write the same memory: convolutions
+ * by image (and rows), BN by channel, element-wise ops by range. Parameter
+ * gradients of convolutions go to a per-member block (member 0: the model's
+ * own), summed in member order after backward, so results depend on the
+ * thread count but never on timing. */
+
+static float *tws(const DaclUNet *m, int tid) { return m->ws + (size_t)tid * m->ws_floats; }
+static float *tgrad(const DaclUNet *m, int tid) {
+    return tid == 0 ? m->grads : m->tgrads + (size_t)(tid - 1) * m->nparams;
+}
+
+typedef struct {
+    DaclUNet *m;
+    float *y;
+    const float *x, *w, *b, *dy;
+    float *dx;
+    int N, C, H, W, OC, K, t; /* t: tensor index of the weight (bias at t + 1) */
+    float slope, p;
+    uint64_t key;
+    float *mean, *rstd, *rm, *rv;
+    const float *gamma, *beta, *out;
+    const uint8_t *cidx;
+    uint8_t *idx;
+    size_t n;
+    int CB;
+    float lr, momentum, wd;
+} Job;
+
+static void job_conv_fwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N * j->H, tid, nt, &a, &e);
+    const size_t HW = (size_t)j->H * j->W;
+    while (a < e) {
+        int n = a / j->H, h0 = a % j->H, h1 = (e - n * j->H) < j->H ? e - n * j->H : j->H;
+        dacl_conv_image_forward_rows(j->y + n * j->OC * HW, j->x + n * j->C * HW, j->w, j->b, j->C, j->H,
+                                     j->W, j->OC, j->K, h0, h1, tws(j->m, tid));
+        a = n * j->H + h1;
+    }
+}
+
+static void job_conv_bwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N, tid, nt, &a, &e);
+    const size_t HW = (size_t)j->H * j->W;
+    float *g = tgrad(j->m, tid);
+    float *dw = g + j->m->tensors[j->t].offset, *db = g + j->m->tensors[j->t + 1].offset;
+    for (int n = a; n < e; n++)
+        dacl_conv_image_backward(j->dx ? j->dx + n * j->C * HW : NULL, dw, db, j->dy + n * j->OC * HW,
+                                 j->x + n * j->C * HW, j->w, j->C, j->H, j->W, j->OC, j->K,
+                                 tws(j->m, tid));
+}
+
+static void job_convt_fwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N, tid, nt, &a, &e);
+    const size_t HW = (size_t)j->H * j->W;
+    for (int n = a; n < e; n++)
+        dacl_convt_image_forward(j->y + n * j->OC * 4 * HW, j->x + n * j->C * HW, j->w, j->b, j->C, j->H,
+                                 j->W, j->OC, tws(j->m, tid));
+}
+
+static void job_convt_bwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N, tid, nt, &a, &e);
+    const size_t HW = (size_t)j->H * j->W;
+    float *g = tgrad(j->m, tid);
+    float *dw = g + j->m->tensors[j->t].offset, *db = g + j->m->tensors[j->t + 1].offset;
+    for (int n = a; n < e; n++)
+        dacl_convt_image_backward(j->dx ? j->dx + n * j->C * HW : NULL, dw, db,
+                                  j->dy + n * j->OC * 4 * HW, j->x + n * j->C * HW, j->w, j->C, j->H,
+                                  j->W, j->OC, tws(j->m, tid));
+}
+
+static void job_bn_train(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->C, tid, nt, &a, &e);
+    dacl_bn_act_forward_train_ch(j->y, j->mean, j->rstd, j->x, j->gamma, j->beta, j->rm, j->rv, j->N,
+                                 j->C, j->H * j->W, BN_MOMENTUM, BN_EPS, j->slope, a, e);
+}
+
+static void job_bn_eval(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->C, tid, nt, &a, &e);
+    dacl_bn_act_forward_eval_ch(j->y, j->x, j->gamma, j->beta, j->rm, j->rv, j->N, j->C, j->H * j->W,
+                                BN_EPS, j->slope, a, e);
+}
+
+static void job_bn_bwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->C, tid, nt, &a, &e);
+    float *g = j->m->grads; /* channels are disjoint: no per-member copy needed */
+    dacl_bn_act_backward_ch(j->dx, g + j->m->tensors[j->t].offset, g + j->m->tensors[j->t + 1].offset,
+                            j->dy, j->out, j->x, j->mean, j->rstd, j->gamma, j->N, j->C, j->H * j->W,
+                            j->slope, a, e);
+}
+
+static void job_dropout(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(nt * 64, tid, nt, &a, &e); /* 64 chunks a member keeps indices in size_t */
+    size_t i0 = j->n * (size_t)a / ((size_t)nt * 64), i1 = j->n * (size_t)e / ((size_t)nt * 64);
+    dacl_dropout_range(j->y, j->x, i0, i1, j->p, j->key);
+}
+
+static void job_add(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(nt * 64, tid, nt, &a, &e);
+    size_t i0 = j->n * (size_t)a / ((size_t)nt * 64), i1 = j->n * (size_t)e / ((size_t)nt * 64);
+    for (size_t i = i0; i < i1; i++) j->y[i] += j->x[i];
+}
+
+static void job_pool_fwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N * j->C, tid, nt, &a, &e);
+    size_t in_plane = (size_t)j->H * j->W, out_plane = in_plane / 4;
+    dacl_maxpool2x2_forward(j->y + a * out_plane, j->idx + a * out_plane, j->x + a * in_plane, 1, e - a,
+                            j->H, j->W);
+}
+
+static void job_pool_bwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N * j->C, tid, nt, &a, &e);
+    size_t in_plane = (size_t)j->H * j->W, out_plane = in_plane / 4;
+    dacl_maxpool2x2_backward(j->dx + a * in_plane, j->dy + a * out_plane, j->cidx + a * out_plane, 1,
+                             e - a, j->H, j->W);
+}
+
+static void job_concat_fwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N, tid, nt, &a, &e);
+    size_t HW = (size_t)j->H * j->W;
+    dacl_concat_forward(j->y + a * (j->C + j->CB) * HW, j->x + a * j->C * HW, j->b + a * j->CB * HW,
+                        e - a, j->C, j->CB, (int)HW);
+}
+
+static void job_concat_bwd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->N, tid, nt, &a, &e);
+    size_t HW = (size_t)j->H * j->W;
+    dacl_concat_backward(j->dx + a * j->C * HW, j->y + a * j->CB * HW, j->dy + a * (j->C + j->CB) * HW,
+                         e - a, j->C, j->CB, (int)HW);
+}
+
+static void run(DaclUNet *m, void (*fn)(void *, int, int), Job *j) {
+    j->m = m;
+    dacl_pool_run(m->team, fn, j);
+}
+
+static void conv_fwd(DaclUNet *m, float *y, const float *x, int t, int N, int C, int H, int W, int OC) {
+    Job j = {.y = y, .x = x, .w = m->params + m->tensors[t].offset,
+             .b = m->params + m->tensors[t + 1].offset, .N = N, .C = C, .H = H, .W = W, .OC = OC, .K = 3};
+    run(m, job_conv_fwd, &j);
+}
+
+static void conv_bwd(DaclUNet *m, float *dx, const float *dy, const float *x, int t, int N, int C, int H,
+                     int W, int OC) {
+    Job j = {.dx = dx, .dy = dy, .x = x, .w = m->params + m->tensors[t].offset, .t = t, .N = N, .C = C,
+             .H = H, .W = W, .OC = OC, .K = 3};
+    run(m, job_conv_bwd, &j);
+}
+
+static void add_into(DaclUNet *m, float *dst, const float *src, size_t n) {
+    Job j = {.y = dst, .x = src, .n = n};
+    run(m, job_add, &j);
+}
+
+static void job_reduce(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    const DaclUNet *m = j->m;
+    int a, e;
+    dacl_split(nt * 64, tid, nt, &a, &e);
+    size_t i0 = m->nparams * (size_t)a / ((size_t)nt * 64), i1 = m->nparams * (size_t)e / ((size_t)nt * 64);
+    for (int t = 1; t < m->nthreads; t++) {
+        float *g = m->tgrads + (size_t)(t - 1) * m->nparams;
+        for (size_t i = i0; i < i1; i++) m->grads[i] += g[i], g[i] = 0.0f;
+    }
+}
+
+static void job_sgd(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    DaclUNet *m = j->m;
+    int a, e;
+    dacl_split(nt * 64, tid, nt, &a, &e);
+    size_t i0 = m->nparams * (size_t)a / ((size_t)nt * 64), i1 = m->nparams * (size_t)e / ((size_t)nt * 64);
+    dacl_sgd_step(m->params + i0, m->grads + i0, m->momentum + i0, i1 - i0, j->lr, j->momentum, j->wd);
+}
+
+void dacl_unet_sgd_step(DaclUNet *m, float lr, float momentum, float wd) {
+    Job j = {.lr = lr, .momentum = momentum, .wd = wd};
+    run(m, job_sgd, &j);
+}
+
 /* ----------------------------------------------------------- forward -- */
 
 #define P(m, t) ((m)->params + (m)->tensors[t].offset)
-#define G(m, t) ((m)->grads + (m)->tensors[t].offset)
+
+static void bn_fwd(DaclUNet *m, float *y, float *mean, float *rstd, const float *c, int t, float *rs,
+                   int N, int C, int HW, int train) {
+    Job j = {.y = y, .mean = mean, .rstd = rstd, .x = c, .gamma = P(m, t), .beta = P(m, t + 1),
+             .rm = rs, .rv = rs + C, .N = N, .C = C, .H = HW, .W = 1, .slope = LRELU};
+    run(m, train ? job_bn_train : job_bn_eval, &j);
+}
 
 static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int train, uint64_t key) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
     float *rs1 = m->stats + b->bn0, *rs2 = rs1 + 2 * C;
     b->x = x;
-    dacl_conv2d_forward(b->c1, x, P(m, t), P(m, t + 1), N, b->cin, b->H, b->W, C, 3, m->ws);
-    if (train)
-        dacl_bn_act_forward_train(b->a1, b->m1, b->r1, b->c1, P(m, t + 2), P(m, t + 3), rs1, rs1 + C,
-                                  N, C, HW, BN_MOMENTUM, BN_EPS, LRELU);
-    else
-        dacl_bn_act_forward_eval(b->a1, b->c1, P(m, t + 2), P(m, t + 3), rs1, rs1 + C, N, C, HW,
-                                 BN_EPS, LRELU);
+    conv_fwd(m, b->c1, x, t, N, b->cin, b->H, b->W, C);
+    bn_fwd(m, b->a1, b->m1, b->r1, b->c1, t + 2, rs1, N, C, HW, train);
     const float *in2 = b->a1;
     if (train && b->p > 0.0f) {
-        dacl_dropout_forward(b->d1, b->a1, (size_t)N * C * HW, b->p, key);
+        Job j = {.y = b->d1, .x = b->a1, .n = (size_t)N * C * HW, .p = b->p, .key = key};
+        run(m, job_dropout, &j);
         in2 = b->d1;
     }
-    dacl_conv2d_forward(b->c2, in2, P(m, t + 4), P(m, t + 5), N, C, b->H, b->W, C, 3, m->ws);
-    if (train)
-        dacl_bn_act_forward_train(b->y, b->m2, b->r2, b->c2, P(m, t + 6), P(m, t + 7), rs2, rs2 + C,
-                                  N, C, HW, BN_MOMENTUM, BN_EPS, LRELU);
-    else
-        dacl_bn_act_forward_eval(b->y, b->c2, P(m, t + 6), P(m, t + 7), rs2, rs2 + C, N, C, HW,
-                                 BN_EPS, LRELU);
+    conv_fwd(m, b->c2, in2, t + 4, N, C, b->H, b->W, C);
+    bn_fwd(m, b->y, b->m2, b->r2, b->c2, t + 6, rs2, N, C, HW, train);
 }
 
 /* each encoder block draws its dropout mask from its own key */
@@ -361,7 +587,9 @@ int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dr
     for (int l = 0; l < 5; l++) {
         if (l > 0) {
             Block *prev = &m->blk[l - 1];
-            dacl_maxpool2x2_forward(m->pool[l], m->idx[l], prev->y, n, prev->cout, prev->H, prev->W);
+            Job j = {.y = m->pool[l], .idx = m->idx[l], .x = prev->y, .N = n, .C = prev->cout,
+                     .H = prev->H, .W = prev->W};
+            run(m, job_pool_fwd, &j);
             in = m->pool[l];
         }
         block_forward(m, &m->blk[l], in, n, train, block_key(dropout_key, l));
@@ -370,14 +598,16 @@ int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dr
     for (int d = 0; d < 4; d++) {
         int l = 3 - d;
         int h = m->H >> (l + 1), wd = m->W >> (l + 1);
-        dacl_convt2x2_forward(m->up[d], prev, P(m, m->t_up[d]), P(m, m->t_up[d] + 1), n, w[l + 1], h,
-                              wd, w[l], m->ws);
-        dacl_concat_forward(m->cat[d], m->blk[l].y, m->up[d], n, w[l], w[l], 4 * h * wd);
+        Job jt = {.y = m->up[d], .x = prev, .w = P(m, m->t_up[d]), .b = P(m, m->t_up[d] + 1), .N = n,
+                  .C = w[l + 1], .H = h, .W = wd, .OC = w[l]};
+        run(m, job_convt_fwd, &jt);
+        Job jc = {.y = m->cat[d], .x = m->blk[l].y, .b = m->up[d], .N = n, .C = w[l], .CB = w[l],
+                  .H = 2 * h, .W = 2 * wd};
+        run(m, job_concat_fwd, &jc);
         block_forward(m, &m->blk[5 + d], m->cat[d], n, train, 0);
         prev = m->blk[5 + d].y;
     }
-    dacl_conv2d_forward(m->logits, prev, P(m, m->t_out), P(m, m->t_out + 1), n, w[0], m->H, m->W,
-                        m->cfg.classes, 3, m->ws);
+    conv_fwd(m, m->logits, prev, m->t_out, n, w[0], m->H, m->W, m->cfg.classes);
     m->last_n = n;
     m->last_train = train;
     m->last_key = dropout_key;
@@ -395,25 +625,27 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
 
 /* ---------------------------------------------------------- backward -- */
 
+static void bn_bwd(DaclUNet *m, float *g, const float *out, const float *c, const float *mean,
+                   const float *rstd, int t, int N, int C, int HW) {
+    Job j = {.dx = g, .dy = g, .out = out, .x = c, .mean = (float *)mean, .rstd = (float *)rstd,
+             .gamma = P(m, t), .t = t, .N = N, .C = C, .H = HW, .W = 1, .slope = LRELU};
+    run(m, job_bn_bwd, &j);
+}
+
 /* dy in g (overwritten); tmp is scratch; the input gradient lands in g when
  * want_dx. Both buffers must hold N * max(cin, cout) * H * W floats. */
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, int want_dx,
                            uint64_t key) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
-    dacl_bn_act_backward(g, G(m, t + 6), G(m, t + 7), g, b->y, b->c2, b->m2, b->r2, P(m, t + 6), N, C,
-                         HW, LRELU);
+    bn_bwd(m, g, b->y, b->c2, b->m2, b->r2, t + 6, N, C, HW);
     const float *in2 = b->p > 0.0f ? b->d1 : b->a1;
-    dacl_conv2d_backward(tmp, G(m, t + 4), G(m, t + 5), g, in2, P(m, t + 4), N, C, b->H, b->W, C, 3,
-                         m->ws);
-    if (b->p > 0.0f) dacl_dropout_backward(tmp, tmp, (size_t)N * C * HW, b->p, key);
-    dacl_bn_act_backward(tmp, G(m, t + 2), G(m, t + 3), tmp, b->a1, b->c1, b->m1, b->r1, P(m, t + 2),
-                         N, C, HW, LRELU);
-    dacl_conv2d_backward(want_dx ? g : NULL, G(m, t), G(m, t + 1), tmp, b->x, P(m, t), N, b->cin,
-                         b->H, b->W, C, 3, m->ws);
-}
-
-static void add_into(float *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    conv_bwd(m, tmp, g, in2, t + 4, N, C, b->H, b->W, C);
+    if (b->p > 0.0f) {
+        Job j = {.y = tmp, .x = tmp, .n = (size_t)N * C * HW, .p = b->p, .key = key};
+        run(m, job_dropout, &j);
+    }
+    bn_bwd(m, tmp, b->a1, b->c1, b->m1, b->r1, t + 2, N, C, HW);
+    conv_bwd(m, want_dx ? g : NULL, tmp, b->x, t, N, b->cin, b->H, b->W, C);
 }
 
 int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, int feat_which) {
@@ -422,34 +654,42 @@ int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, in
     const int N = m->last_n;
     const int *w = m->cfg.widths;
     uint64_t key = m->last_key;
-    dacl_conv2d_backward(m->s0, G(m, m->t_out), G(m, m->t_out + 1), dlogits, m->blk[8].y,
-                         P(m, m->t_out), N, w[0], m->H, m->W, m->cfg.classes, 3, m->ws);
+    conv_bwd(m, m->s0, dlogits, m->blk[8].y, m->t_out, N, w[0], m->H, m->W, m->cfg.classes);
     /* decoder, last block first; the gradient of D_d.y is in s0 */
     for (int d = 3; d >= 0; d--) {
         int l = 3 - d;
         Block *b = &m->blk[5 + d];
         int h = m->H >> (l + 1), wd = m->W >> (l + 1);
         if (dfeat && feat_which == DACL_FEAT_UP1 + d)
-            add_into(m->s0, dfeat, (size_t)N * b->cout * b->H * b->W);
+            add_into(m, m->s0, dfeat, (size_t)N * b->cout * b->H * b->W);
         block_backward(m, b, N, m->s0, m->s1, 1, 0);
         /* s0 = d cat -> dskip[l] (first writer) and the convT output's gradient in s1 */
-        dacl_concat_backward(m->dskip[l], m->s1, m->s0, N, w[l], w[l], 4 * h * wd);
+        Job jc = {.dx = m->dskip[l], .y = m->s1, .dy = m->s0, .N = N, .C = w[l], .CB = w[l],
+                  .H = 2 * h, .W = 2 * wd};
+        run(m, job_concat_bwd, &jc);
         const float *prev = d ? m->blk[5 + d - 1].y : m->blk[4].y;
-        dacl_convt2x2_backward(m->s0, G(m, m->t_up[d]), G(m, m->t_up[d] + 1), m->s1, prev,
-                               P(m, m->t_up[d]), N, w[l + 1], h, wd, w[l], m->ws);
+        Job jt = {.dx = m->s0, .dy = m->s1, .x = prev, .w = P(m, m->t_up[d]), .t = m->t_up[d], .N = N,
+                  .C = w[l + 1], .H = h, .W = wd, .OC = w[l]};
+        run(m, job_convt_bwd, &jt);
     }
     /* encoder, bottleneck first; the gradient of E4.y is in s0 */
     float *g = m->s0;
     if (dfeat && feat_which == DACL_FEAT_BOTTLENECK)
-        add_into(g, dfeat, (size_t)N * w[4] * m->blk[4].H * m->blk[4].W);
+        add_into(m, g, dfeat, (size_t)N * w[4] * m->blk[4].H * m->blk[4].W);
     for (int l = 4; l >= 0; l--) {
         Block *b = &m->blk[l];
         float *tmp = g == m->s0 ? m->s1 : m->s0;
         block_backward(m, b, N, g, tmp, l > 0, block_key(key, l));
         if (l == 0) break;
         Block *prev = &m->blk[l - 1];
-        dacl_maxpool2x2_backward(m->dskip[l - 1], g, m->idx[l], N, prev->cout, prev->H, prev->W);
+        Job jp = {.dx = m->dskip[l - 1], .dy = g, .cidx = m->idx[l], .N = N, .C = prev->cout,
+                  .H = prev->H, .W = prev->W};
+        run(m, job_pool_bwd, &jp);
         g = m->dskip[l - 1];
+    }
+    if (m->nthreads > 1) {
+        Job jr = {0};
+        run(m, job_reduce, &jr);
     }
     return DACL_OK;
 }

@@ -38,6 +38,19 @@ double dacl_rng_normal(DaclRng *r);
  * mask is a pure function of (key, index) and needs no storage. */
 uint64_t dacl_hash64(uint64_t x);
 
+/* -------------------------------------------------------------- threads -- */
+
+/* A fork-join team: dacl_pool_run calls fn(ctx, tid, nthreads) on every
+ * member (tid 0 is the caller) and returns when all are done. Creating one
+ * sets OpenBLAS to a single thread: the engine parallelises above BLAS. */
+typedef struct DaclPool DaclPool;
+int dacl_pool_create(DaclPool **out, int threads);
+void dacl_pool_free(DaclPool *p);
+int dacl_pool_threads(const DaclPool *p); /* 1 for NULL */
+void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
+/* The contiguous share [begin, end) of `total` items for member tid. */
+void dacl_split(int total, int tid, int nthreads, int *begin, int *end);
+
 /* ------------------------------------------------------------------ ops -- */
 
 /* conv2d, K x K (K = 1 or 3), stride 1, padding K/2, with bias.
@@ -164,6 +177,13 @@ int dacl_unet_size(const DaclUNetConfig *cfg, int max_n, int h, int w, DaclUNetS
 /* Allocates every block once; h, w must be multiples of 16. */
 int dacl_unet_create(DaclUNet **out, const DaclUNetConfig *cfg, int max_n, int h, int w);
 void dacl_unet_free(DaclUNet *m);
+
+/* Run the model's ops on a thread team (NULL: on the calling thread alone);
+ * allocates a workspace and a gradient block per extra member. Results are
+ * bit-identical for the same thread count. */
+int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool);
+/* dacl_sgd_step over the whole model, on its thread team. */
+void dacl_unet_sgd_step(DaclUNet *m, float lr, float momentum, float wd);
 
 /* PyTorch's default initialisation: weights and biases ~ U(+-1/sqrt(fan_in)),
  * BN gamma 1, beta 0, running mean 0, var 1; momentum zeroed. */

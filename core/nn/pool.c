@@ -1,0 +1,121 @@
+/* A fixed team of threads that runs one function on every member and waits
+ * for all of them (fork-join). The engine parallelises over images, bands
+ * and channels itself; BLAS runs single-threaded inside each member, so
+ * OpenBLAS's own threads never spin against ours. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "dacl/error.h"
+#include "dacl/nn.h"
+
+struct DaclPool {
+    int n;                 /* members, the caller included */
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned long gen;     /* bumped for each job */
+    int pending;           /* workers still running the current job */
+    int quit;
+    void (*fn)(void *, int, int);
+    void *ctx;
+};
+
+typedef struct {
+    DaclPool *p;
+    int tid;
+} Member;
+
+static void *worker(void *arg) {
+    Member *me = arg;
+    DaclPool *p = me->p;
+    int tid = me->tid;
+    free(me);
+    unsigned long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->gen;
+        void (*fn)(void *, int, int) = p->fn;
+        void *ctx = p->ctx;
+        pthread_mutex_unlock(&p->mu);
+        fn(ctx, tid, p->n);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+int dacl_pool_create(DaclPool **out, int threads) {
+    *out = NULL;
+    if (threads < 1 || threads > 1024)
+        return DACL_FAIL(DACL_EINVAL, "thread count %d is outside 1..1024", threads);
+    DaclPool *p = calloc(1, sizeof *p);
+    if (!p) return DACL_FAIL(DACL_ENOMEM, "out of memory creating a thread pool");
+    p->n = threads;
+    p->th = calloc((size_t)threads, sizeof *p->th);
+    if (!p->th) {
+        free(p);
+        return DACL_FAIL(DACL_ENOMEM, "out of memory creating a thread pool");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    /* BLAS calls are made from inside the members: keep OpenBLAS on one thread */
+    openblas_set_num_threads(1);
+    for (int t = 1; t < threads; t++) {
+        Member *me = malloc(sizeof *me);
+        if (!me || (me->p = p, me->tid = t, pthread_create(&p->th[t], NULL, worker, me))) {
+            free(me);
+            p->n = t; /* join the ones that started */
+            dacl_pool_free(p);
+            return DACL_FAIL(DACL_ENOMEM, "could not start thread %d of %d", t, threads);
+        }
+    }
+    *out = p;
+    return DACL_OK;
+}
+
+void dacl_pool_free(DaclPool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->n; t++) pthread_join(p->th[t], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p->th);
+    free(p);
+}
+
+int dacl_pool_threads(const DaclPool *p) { return p ? p->n : 1; }
+
+void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->pending = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void dacl_split(int total, int tid, int nthreads, int *begin, int *end) {
+    int base = total / nthreads, extra = total % nthreads;
+    *begin = tid * base + (tid < extra ? tid : extra);
+    *end = *begin + base + (tid < extra ? 1 : 0);
+}
