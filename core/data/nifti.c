@@ -5,10 +5,10 @@
  * is already (Z, H, W): no transpose on reading, none on writing, so the mapping is its own
  * inverse and a label map written with the source header lines up with the source.
  *
- * Reading is done in two steps, header then data, so that the error says which one failed
- * (libnifti itself only returns NULL). Writing builds the header with libnifti (so qform, sform,
- * units, intent and NIfTI version carry over) but writes the bytes itself: nifti_image_write
- * returns nothing and cannot report a short write or a full disk. */
+ * libnifti converts headers (both versions, both byte orders, qform/sform, units) in both
+ * directions; the bytes are read and written here, through zlib. Its own file functions guess
+ * file names from the path (see nifti_load), say only NULL when they fail, and
+ * nifti_image_write returns nothing at all, so it could not report a short write or a full disk. */
 #include <errno.h>
 #include <math.h>
 #include <nifti2_io.h>
@@ -100,28 +100,100 @@ static double unit_to_mm(int xyz_units) {
     }
 }
 
-/* Read header and data of `path` into *out_nim (data loaded) after checking that it is a 2D/3D
- * volume of a numeric type we convert. */
-static int nifti_load(const char *path, nifti_image **out_nim) {
-    DACL_TRY(dacl_file_check(path));
-    pthread_once(&quiet_once, nifti_quiet_init);
-    nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim) return DACL_FAIL(DACL_EFORMAT, "%s: not a valid NIfTI file (bad or truncated header)", path);
-    int rc = DACL_OK;
+/* Read exactly `n` bytes (in chunks: gzread takes an unsigned count); a short count means the
+ * file ends early, -1 a gzip stream that does not decode. */
+static int64_t gz_read_all(gzFile g, void *buf, int64_t n) {
+    int64_t got = 0;
+    while (got < n) {
+        unsigned chunk = n - got > (1 << 30) ? 1u << 30 : (unsigned)(n - got);
+        int r = gzread(g, (char *)buf + got, chunk);
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += r;
+    }
+    return got;
+}
+
+/* Parse the header bytes (either version, either byte order) into a nifti_image without data;
+ * *swapped says whether the voxels need byte-swapping too. */
+static int parse_header(const char *path, unsigned char *buf, int64_t n, nifti_image **out, int *swapped) {
+    int32_t size;
+    if (n < 4) return DACL_FAIL(DACL_EFORMAT, "%s: too short to be a NIfTI file", path);
+    memcpy(&size, buf, 4);
+    int32_t swapped_size = (int32_t)__builtin_bswap32((uint32_t)size);
+    int version = size == 348 || swapped_size == 348 ? 1 : size == 540 || swapped_size == 540 ? 2 : 0;
+    *swapped = size != 348 && size != 540;
+    if (!version)
+        return DACL_FAIL(DACL_EFORMAT, "%s: not a NIfTI file (header size field is %d)", path, (int)size);
+    if (n < (version == 1 ? 348 : 540)) return DACL_FAIL(DACL_EFORMAT, "%s: NIfTI header truncated", path);
+    nifti_image *nim = NULL;
+    if (version == 1) {
+        nifti_1_header h;
+        memcpy(&h, buf, sizeof h);
+        if (*swapped) swap_nifti_header(&h, 1);
+        if (memcmp(h.magic, "n+1", 4) != 0)
+            return DACL_FAIL(DACL_EFORMAT, "%s: not a single-file NIfTI-1 (magic \"%.3s\")", path, h.magic);
+        nim = nifti_convert_n1hdr2nim(h, path);
+    } else {
+        nifti_2_header h;
+        memcpy(&h, buf, sizeof h);
+        if (*swapped) swap_nifti_header(&h, 2);
+        if (memcmp(h.magic, "n+2", 4) != 0)
+            return DACL_FAIL(DACL_EFORMAT, "%s: not a single-file NIfTI-2 (magic \"%.3s\")", path, h.magic);
+        nim = nifti_convert_n2hdr2nim(h, path);
+    }
+    if (!nim) return DACL_FAIL(DACL_EFORMAT, "%s: invalid NIfTI-%d header", path, version);
+    /* libnifti marks every single-file image NIFTI1_1; the writer needs the real version */
+    nim->nifti_type = version == 2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
+    *out = nim;
+    return DACL_OK;
+}
+
+/* Check that nim is one 2D/3D volume of a numeric type we convert. */
+static int check_volume(const char *path, const nifti_image *nim) {
     int64_t extra = 1;
     for (int d = 4; d <= 7; d++) extra *= nim->dim[0] >= d ? nim->dim[d] : 1;
     if (nim->dim[0] < 1 || nim->dim[0] > 7)
-        rc = DACL_FAIL(DACL_EFORMAT, "%s: bad NIfTI dim[0] = %lld", path, (long long)nim->dim[0]);
-    else if (extra != 1)
-        rc = DACL_FAIL(DACL_EFORMAT, "%s: %lld-dimensional NIfTI with %lld volumes; expected one 3D volume",
-                       path, (long long)nim->dim[0], (long long)extra);
-    else if (!supported_type(nim->datatype))
-        rc = DACL_FAIL(DACL_EFORMAT, "%s: unsupported NIfTI datatype %s (%d)", path,
-                       nifti_datatype_string(nim->datatype), nim->datatype);
-    else
-        rc = dacl_shape_check(path, nim->nz, nim->ny, nim->nx);
-    if (rc == DACL_OK && nifti_image_load(nim) < 0)
-        rc = DACL_FAIL(DACL_EFORMAT, "%s: cannot read the NIfTI voxel data (truncated or corrupt file)", path);
+        return DACL_FAIL(DACL_EFORMAT, "%s: bad NIfTI dim[0] = %lld", path, (long long)nim->dim[0]);
+    if (extra != 1)
+        return DACL_FAIL(DACL_EFORMAT, "%s: %lld-dimensional NIfTI with %lld volumes; expected one 3D volume",
+                         path, (long long)nim->dim[0], (long long)extra);
+    if (!supported_type(nim->datatype))
+        return DACL_FAIL(DACL_EFORMAT, "%s: unsupported NIfTI datatype %s (%d)", path,
+                         nifti_datatype_string(nim->datatype), nim->datatype);
+    return dacl_shape_check(path, nim->nz, nim->ny, nim->nx);
+}
+
+/* Read header and voxels of `path` into *out_nim (data loaded, native byte order).
+ *
+ * The file is read here, through zlib (which reads plain files as they are), rather than by
+ * nifti_image_read: that one derives file names from the path and, given "x.nii.gz" next to an
+ * "x.nii", has been seen reading the voxels of the wrong one. */
+static int nifti_load(const char *path, nifti_image **out_nim) {
+    DACL_TRY(dacl_file_check(path));
+    pthread_once(&quiet_once, nifti_quiet_init);
+    gzFile g = gzopen(path, "rb");
+    if (!g) return DACL_FAIL(DACL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    gzbuffer(g, 1 << 17);
+    unsigned char hbuf[540];
+    nifti_image *nim = NULL;
+    int swapped = 0, rc;
+    int64_t n = gz_read_all(g, hbuf, sizeof hbuf);
+    if (n < 0)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: corrupt gzip data", path);
+    else if ((rc = parse_header(path, hbuf, n, &nim, &swapped)) == DACL_OK)
+        rc = check_volume(path, nim);
+    int64_t bytes = rc == DACL_OK ? nim->nvox * nim->nbyper : 0;
+    if (rc == DACL_OK && (nim->iname_offset < 0 || gzseek(g, (z_off_t)nim->iname_offset, SEEK_SET) < 0))
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: bad voxel offset %lld", path, (long long)nim->iname_offset);
+    if (rc == DACL_OK && !(nim->data = malloc((size_t)bytes)))
+        rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    if (rc == DACL_OK && (n = gz_read_all(g, nim->data, bytes)) != bytes)
+        rc = n < 0 ? DACL_FAIL(DACL_EFORMAT, "%s: corrupt gzip data in the voxels", path)
+                   : DACL_FAIL(DACL_EFORMAT, "%s: truncated: %lld of %lld voxel bytes", path, (long long)n,
+                               (long long)bytes);
+    gzclose(g);
+    if (rc == DACL_OK && swapped && nim->nbyper > 1) nifti_swap_Nbytes(nim->nvox, nim->nbyper, nim->data);
     if (rc != DACL_OK) {
         nifti_image_free(nim);
         return rc;
