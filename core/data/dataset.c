@@ -217,7 +217,7 @@ static int parse_remap(const Parse *p, const cJSON *v) {
     for (int i = 0; i < 256; i++) ds->remap[i] = -1;
     char field[300];
     for (const cJSON *it = v->child; it; it = it->next) {
-        int from = parse_u8(it->string), to;
+        int from = parse_u8(it->string), to = 0;
         if (from < 0) return BAD(p, "label_remap key '%s' is not an integer in 0..255", it->string);
         if (ds->remap[from] >= 0) return BAD(p, "label_remap key '%s' appears twice", it->string);
         snprintf(field, sizeof field, "label_remap.%s", it->string);
@@ -339,7 +339,7 @@ static int parse_label_order(const Parse *p, const cJSON *v) {
     int n = cJSON_GetArraySize(v);
     if (!(ds->label_order = calloc((size_t)(n ? n : 1), sizeof *ds->label_order)))
         return DACL_FAIL(DACL_ENOMEM, "manifest: out of memory");
-    KeyIdx *k;
+    KeyIdx *k = NULL;
     DACL_TRY(train_index(ds, &k));
     uint8_t *seen = calloc((size_t)(ds->train.n ? ds->train.n : 1), 1);
     int rc = seen ? DACL_OK : DACL_FAIL(DACL_ENOMEM, "manifest: out of memory");

@@ -115,25 +115,22 @@ void dacl_tmp_abort(const char *tmp) { unlink(tmp); }
 
 /* ---- volumes ---- */
 
-static int shape_alloc(void **data, size_t elem, int nz, int ny, int nx, int *dims) {
+/* calloc a (nz, ny, nx) block of `elem`-byte voxels into *data. */
+static int shape_alloc(void **data, size_t elem, int nz, int ny, int nx) {
     if (nz < 1 || ny < 1 || nx < 1 || (int64_t)nz * ny * nx > DACL_MAX_VOXELS)
         return DACL_FAIL(DACL_EINVAL, "bad volume shape (%d, %d, %d)", nz, ny, nx);
     void *p = calloc((size_t)nz * (size_t)ny * (size_t)nx, elem);
     if (!p) return DACL_FAIL(DACL_ENOMEM, "volume (%d, %d, %d): out of memory", nz, ny, nx);
     *data = p;
-    dims[0] = nz;
-    dims[1] = ny;
-    dims[2] = nx;
     return DACL_OK;
 }
 
 int dacl_volume_alloc(DaclVolume *v, int nz, int ny, int nx) {
     void *p = NULL;
-    int dims[3];
-    DACL_TRY(shape_alloc(&p, sizeof(float), nz, ny, nx, dims));
+    DACL_TRY(shape_alloc(&p, sizeof(float), nz, ny, nx));
     dacl_volume_free(v);
     v->data = p;
-    v->nz = dims[0], v->ny = dims[1], v->nx = dims[2];
+    v->nz = nz, v->ny = ny, v->nx = nx;
     return DACL_OK;
 }
 
@@ -146,11 +143,10 @@ void dacl_volume_free(DaclVolume *v) {
 
 int dacl_label_alloc(DaclLabelVolume *l, int nz, int ny, int nx) {
     void *p = NULL;
-    int dims[3];
-    DACL_TRY(shape_alloc(&p, 1, nz, ny, nx, dims));
+    DACL_TRY(shape_alloc(&p, 1, nz, ny, nx));
     dacl_label_free(l);
     l->data = p;
-    l->nz = dims[0], l->ny = dims[1], l->nx = dims[2];
+    l->nz = nz, l->ny = ny, l->nx = nx;
     return DACL_OK;
 }
 
