@@ -2,3 +2,7 @@
 dacl_unit_test(test_common_error LIBS dacl_common)
 dacl_unit_test(test_eval_metrics LIBS dacl_eval LABELS reference)
 dacl_unit_test(test_nn_reference LIBS dacl_nn LABELS reference)
+dacl_unit_test(test_data_h5 LIBS dacl_data LABELS data)
+dacl_unit_test(test_data_nifti LIBS dacl_data LABELS data)
+dacl_unit_test(test_nn_grad LIBS dacl_nn LABELS grad)
+dacl_unit_test(test_data_png LIBS dacl_data LABELS data)
