@@ -84,8 +84,40 @@ static void col2im3x3_band(float *din, const float *col, int C, int H, int W, in
     }
 }
 
+static void add_bias(float *y, const float *b, size_t HW, int W, int OC, int h0, int h1) {
+    for (int oc = 0; oc < OC; oc++) {
+        float bv = b[oc];
+        float *yo = y + oc * HW + (size_t)h0 * W;
+        for (size_t i = 0; i < (size_t)(h1 - h0) * W; i++) yo[i] += bv;
+    }
+}
+
+/* Per output row and channel: the row's mean and sum of squared deviations,
+ * taken while the band is still in cache, for the BatchNorm that follows. */
+static void row_stats(float *stats, const float *y, int H, int W, int OC, int h0, int h1) {
+    const size_t HW = (size_t)H * W;
+    for (int oc = 0; oc < OC; oc++) {
+        for (int h = h0; h < h1; h++) {
+            const float *r = y + oc * HW + (size_t)h * W;
+            float s = 0.0f;
+            for (int i = 0; i < W; i++) s += r[i];
+            float mu = s / (float)W, q = 0.0f;
+            for (int i = 0; i < W; i++) q += (r[i] - mu) * (r[i] - mu);
+            float *st = stats + ((size_t)oc * H + h) * 2;
+            st[0] = mu;
+            st[1] = q;
+        }
+    }
+}
+
 void dacl_conv_image_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                   int H, int W, int OC, int K, int h0, int h1, float *ws) {
+    dacl_conv_image_forward_rows_stats(y, x, w, b, C, H, W, OC, K, h0, h1, ws, NULL);
+}
+
+void dacl_conv_image_forward_rows_stats(float *y, const float *x, const float *w, const float *b,
+                                        int C, int H, int W, int OC, int K, int h0, int h1, float *ws,
+                                        float *stats) {
     const size_t HW = (size_t)H * W;
     if (K == 1) {
         /* y[OC, rows] = w[OC, C] . x[C, rows] */
@@ -99,15 +131,13 @@ void dacl_conv_image_forward_rows(float *y, const float *x, const float *w, cons
             /* y[OC, band] = w[OC, CK] . col[CK, band] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, R * W, CK, 1.0f, w, CK, ws,
                         R * W, 0.0f, y + (size_t)r0 * W, (int)HW);
+            if (b) add_bias(y, b, HW, W, OC, r0, r0 + R);
+            if (stats) row_stats(stats, y, H, W, OC, r0, r0 + R);
         }
+        return;
     }
-    if (b) {
-        for (int oc = 0; oc < OC; oc++) {
-            float bv = b[oc];
-            float *yo = y + oc * HW + (size_t)h0 * W;
-            for (size_t i = 0; i < (size_t)(h1 - h0) * W; i++) yo[i] += bv;
-        }
-    }
+    if (b) add_bias(y, b, HW, W, OC, h0, h1);
+    if (stats) row_stats(stats, y, H, W, OC, h0, h1);
 }
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -39,6 +39,7 @@ static double sumsq_centered(const float *x, int n, float mu) {
     return s;
 }
 
+/* the backward recomputes z exactly so (C11 mode: no FMA contraction), so both agree on its sign */
 static void affine_act(float *y, const float *x, int n, float scale, float shift, float slope) {
     for (int i = 0; i < n; i++) y[i] = act(x[i] * scale + shift, slope);
 }
@@ -72,6 +73,41 @@ void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const fl
     }
 }
 
+void dacl_bn_act_forward_rows(float *out, float *mean, float *rstd, const float *in,
+                              const float *stats, const float *gamma, const float *beta,
+                              float *running_mean, float *running_var, int N, int C, int H, int W,
+                              float momentum, float eps, float slope, int c0, int c1) {
+    const int HW = H * W;
+    for (int c = c0; c < c1; c++) {
+        /* Chan's pairwise update: merge rows of W values one at a time */
+        double cnt = 0.0, mu = 0.0, m2 = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *st = stats + ((size_t)n * C + c) * H * 2;
+            for (int h = 0; h < H; h++) {
+                double rm = st[2 * h], rq = st[2 * h + 1], tot = cnt + W;
+                double d = rm - mu;
+                mu += d * W / tot;
+                m2 += rq + d * d * cnt * W / tot;
+                cnt = tot;
+            }
+        }
+        double var = m2 / cnt;
+        float r = (float)(1.0 / sqrt(var + eps));
+        mean[c] = (float)mu;
+        rstd[c] = r;
+        if (running_mean) {
+            double unbiased = cnt > 1 ? m2 / (cnt - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+        float scale = gamma[c] * r, shift = beta[c] - (float)mu * scale;
+        for (int n = 0; n < N; n++) {
+            size_t o = ((size_t)n * C + c) * HW;
+            affine_act(out + o, in + o, HW, scale, shift, slope);
+        }
+    }
+}
+
 void dacl_bn_act_forward_eval_ch(float *out, const float *in, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, int N, int C,
                                  int HW, float eps, float slope, int c0, int c1) {
@@ -85,27 +121,38 @@ void dacl_bn_act_forward_eval_ch(float *out, const float *in, const float *gamma
     }
 }
 
-void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
-                             const float *out, const float *in, const float *mean, const float *rstd,
-                             const float *gamma, int N, int C, int HW, float slope, int c0, int c1) {
+/* The activation's derivative at z: from the forward output's sign when
+ * `out` is given, else from z = fma(x, scale, shift) recomputed as the
+ * forward did (one stream less to read). */
+static inline float dz_of(float g, const float *out, float x, float scale, float shift, size_t i,
+                          float slope) {
+    int pos = out ? out[i] > 0.0f : x * scale + shift > 0.0f;
+    return pos ? g : g * slope;
+}
+
+static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                        const float *out, const float *in, const float *beta,
+                                        const float *mean, const float *rstd, const float *gamma,
+                                        int N, int C, int HW, float slope, int c0, int c1) {
     const double M = (double)N * HW;
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], r = rstd[c];
+        float scale = gamma[c] * r, shift = beta ? beta[c] - mu * scale : 0.0f;
         /* dz = dy * act'(z); sums of dz and dz * xhat over the channel */
         double sdz = 0.0, sdzx = 0.0;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
-            const float *g = dy + o, *y = out + o, *x = in + o;
+            const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
             float a1[LANES] = {0}, a2[LANES] = {0};
             int i = 0;
             for (; i + LANES <= HW; i += LANES)
                 for (int l = 0; l < LANES; l++) {
-                    float dz = y[i + l] > 0.0f ? g[i + l] : g[i + l] * slope;
+                    float dz = dz_of(g[i + l], y, x[i + l], scale, shift, (size_t)(i + l), slope);
                     a1[l] += dz;
                     a2[l] += dz * (x[i + l] - mu);
                 }
             for (; i < HW; i++) {
-                float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
+                float dz = dz_of(g[i], y, x[i], scale, shift, (size_t)i, slope);
                 a1[0] += dz;
                 a2[0] += dz * (x[i] - mu);
             }
@@ -117,14 +164,21 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float
         float k = gamma[c] * r, mdz = (float)(sdz / M), mdzx = (float)(sdzx / M) * r;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
-            const float *g = dy + o, *y = out + o, *x = in + o;
+            const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
             float *d = dx + o;
             for (int i = 0; i < HW; i++) {
-                float dz = y[i] > 0.0f ? g[i] : g[i] * slope;
+                float dz = dz_of(g[i], y, x[i], scale, shift, (size_t)i, slope);
                 d[i] = k * (dz - mdz - (x[i] - mu) * mdzx);
             }
         }
     }
+}
+
+void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
+                             const float *in, const float *beta, const float *mean, const float *rstd,
+                             const float *gamma, int N, int C, int HW, float slope, int c0, int c1) {
+    bn_act_backward_core(dx, dgamma, dbeta, dy, NULL, in, beta, mean, rstd, gamma, N, C, HW, slope, c0,
+                         c1);
 }
 
 void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
@@ -145,7 +199,7 @@ void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, c
 void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                           const float *out, const float *in, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int HW, float slope) {
-    dacl_bn_act_backward_ch(dx, dgamma, dbeta, dy, out, in, mean, rstd, gamma, N, C, HW, slope, 0, C);
+    bn_act_backward_core(dx, dgamma, dbeta, dy, out, in, NULL, mean, rstd, gamma, N, C, HW, slope, 0, C);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {

@@ -48,6 +48,7 @@ struct DaclUNet {
     DaclPool *team;                           /* NULL: single-threaded */
     int nthreads;
     float *tgrads;                            /* gradients of members 1.., reduced after backward */
+    float *rowstats;                          /* [N,C,H,2] row statistics of the last conv for BN */
     Block blk[NBLOCKS];
     int t_up[4], t_out;      /* tensor index of each ConvT weight and the output conv weight */
     float *pool[5];          /* pool[l] = maxpool(E[l-1].y), l = 1..4 */
@@ -255,8 +256,10 @@ int dacl_unet_create(DaclUNet **out, const DaclUNetConfig *cfg, int max_n, int h
     m->acts = malloc(m->act_floats * sizeof(float));
     m->pool_idx = malloc(m->idx_bytes ? m->idx_bytes : 1);
     m->nthreads = 1;
+    m->rowstats = malloc(sizeof(float) * 2 * (size_t)max_n * m->cfg.widths[0] * h);
     m->ws = malloc((m->ws_floats ? m->ws_floats : 1) * sizeof(float));
-    if (!m->params || !m->grads || !m->momentum || !m->stats || !m->acts || !m->pool_idx || !m->ws) {
+    if (!m->params || !m->grads || !m->momentum || !m->stats || !m->acts || !m->pool_idx || !m->ws ||
+        !m->rowstats) {
         size_t mb = m->act_floats * sizeof(float) >> 20;
         dacl_unet_free(m);
         return DACL_FAIL(DACL_ENOMEM,
@@ -280,6 +283,7 @@ void dacl_unet_free(DaclUNet *m) {
     free(m->pool_idx);
     free(m->ws);
     free(m->tgrads);
+    free(m->rowstats);
     free(m);
 }
 
@@ -377,8 +381,9 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
     const size_t HW = (size_t)j->H * j->W;
     while (a < e) {
         int n = a / j->H, h0 = a % j->H, h1 = (e - n * j->H) < j->H ? e - n * j->H : j->H;
-        dacl_conv_image_forward_rows(j->y + n * j->OC * HW, j->x + n * j->C * HW, j->w, j->b, j->C, j->H,
-                                     j->W, j->OC, j->K, h0, h1, tws(j->m, tid));
+        dacl_conv_image_forward_rows_stats(j->y + n * j->OC * HW, j->x + n * j->C * HW, j->w, j->b, j->C,
+                                           j->H, j->W, j->OC, j->K, h0, h1, tws(j->m, tid),
+                                           j->rm ? j->rm + (size_t)n * j->OC * j->H * 2 : NULL);
         a = n * j->H + h1;
     }
 }
@@ -423,8 +428,8 @@ static void job_bn_train(void *ctx, int tid, int nt) {
     const Job *j = ctx;
     int a, e;
     dacl_split(j->C, tid, nt, &a, &e);
-    dacl_bn_act_forward_train_ch(j->y, j->mean, j->rstd, j->x, j->gamma, j->beta, j->rm, j->rv, j->N,
-                                 j->C, j->H * j->W, BN_MOMENTUM, BN_EPS, j->slope, a, e);
+    dacl_bn_act_forward_rows(j->y, j->mean, j->rstd, j->x, j->m->rowstats, j->gamma, j->beta, j->rm,
+                             j->rv, j->N, j->C, j->H, j->W, BN_MOMENTUM, BN_EPS, j->slope, a, e);
 }
 
 static void job_bn_eval(void *ctx, int tid, int nt) {
@@ -441,7 +446,7 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
     dacl_split(j->C, tid, nt, &a, &e);
     float *g = j->m->grads; /* channels are disjoint: no per-member copy needed */
     dacl_bn_act_backward_ch(j->dx, g + j->m->tensors[j->t].offset, g + j->m->tensors[j->t + 1].offset,
-                            j->dy, j->out, j->x, j->mean, j->rstd, j->gamma, j->N, j->C, j->H * j->W,
+                            j->dy, j->x, j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H * j->W,
                             j->slope, a, e);
 }
 
@@ -502,9 +507,12 @@ static void run(DaclUNet *m, void (*fn)(void *, int, int), Job *j) {
     dacl_pool_run(m->team, fn, j);
 }
 
-static void conv_fwd(DaclUNet *m, float *y, const float *x, int t, int N, int C, int H, int W, int OC) {
+/* stats: also collect row statistics for a training-mode BN that follows */
+static void conv_fwd(DaclUNet *m, float *y, const float *x, int t, int N, int C, int H, int W, int OC,
+                     int stats) {
     Job j = {.y = y, .x = x, .w = m->params + m->tensors[t].offset,
-             .b = m->params + m->tensors[t + 1].offset, .N = N, .C = C, .H = H, .W = W, .OC = OC, .K = 3};
+             .b = m->params + m->tensors[t + 1].offset, .N = N, .C = C, .H = H, .W = W, .OC = OC, .K = 3,
+             .rm = stats ? m->rowstats : NULL};
     run(m, job_conv_fwd, &j);
 }
 
@@ -551,9 +559,9 @@ void dacl_unet_sgd_step(DaclUNet *m, float lr, float momentum, float wd) {
 #define P(m, t) ((m)->params + (m)->tensors[t].offset)
 
 static void bn_fwd(DaclUNet *m, float *y, float *mean, float *rstd, const float *c, int t, float *rs,
-                   int N, int C, int HW, int train) {
+                   int N, int C, int H, int W, int train) {
     Job j = {.y = y, .mean = mean, .rstd = rstd, .x = c, .gamma = P(m, t), .beta = P(m, t + 1),
-             .rm = rs, .rv = rs + C, .N = N, .C = C, .H = HW, .W = 1, .slope = LRELU};
+             .rm = rs, .rv = rs + C, .N = N, .C = C, .H = H, .W = W, .slope = LRELU};
     run(m, train ? job_bn_train : job_bn_eval, &j);
 }
 
@@ -561,16 +569,16 @@ static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int trai
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
     float *rs1 = m->stats + b->bn0, *rs2 = rs1 + 2 * C;
     b->x = x;
-    conv_fwd(m, b->c1, x, t, N, b->cin, b->H, b->W, C);
-    bn_fwd(m, b->a1, b->m1, b->r1, b->c1, t + 2, rs1, N, C, HW, train);
+    conv_fwd(m, b->c1, x, t, N, b->cin, b->H, b->W, C, train);
+    bn_fwd(m, b->a1, b->m1, b->r1, b->c1, t + 2, rs1, N, C, b->H, b->W, train);
     const float *in2 = b->a1;
     if (train && b->p > 0.0f) {
         Job j = {.y = b->d1, .x = b->a1, .n = (size_t)N * C * HW, .p = b->p, .key = key};
         run(m, job_dropout, &j);
         in2 = b->d1;
     }
-    conv_fwd(m, b->c2, in2, t + 4, N, C, b->H, b->W, C);
-    bn_fwd(m, b->y, b->m2, b->r2, b->c2, t + 6, rs2, N, C, HW, train);
+    conv_fwd(m, b->c2, in2, t + 4, N, C, b->H, b->W, C, train);
+    bn_fwd(m, b->y, b->m2, b->r2, b->c2, t + 6, rs2, N, C, b->H, b->W, train);
 }
 
 /* each encoder block draws its dropout mask from its own key */
@@ -607,7 +615,7 @@ int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dr
         block_forward(m, &m->blk[5 + d], m->cat[d], n, train, 0);
         prev = m->blk[5 + d].y;
     }
-    conv_fwd(m, m->logits, prev, m->t_out, n, w[0], m->H, m->W, m->cfg.classes);
+    conv_fwd(m, m->logits, prev, m->t_out, n, w[0], m->H, m->W, m->cfg.classes, 0);
     m->last_n = n;
     m->last_train = train;
     m->last_key = dropout_key;
@@ -625,10 +633,10 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
 
 /* ---------------------------------------------------------- backward -- */
 
-static void bn_bwd(DaclUNet *m, float *g, const float *out, const float *c, const float *mean,
-                   const float *rstd, int t, int N, int C, int HW) {
-    Job j = {.dx = g, .dy = g, .out = out, .x = c, .mean = (float *)mean, .rstd = (float *)rstd,
-             .gamma = P(m, t), .t = t, .N = N, .C = C, .H = HW, .W = 1, .slope = LRELU};
+static void bn_bwd(DaclUNet *m, float *g, const float *c, const float *mean, const float *rstd, int t,
+                   int N, int C, int HW) {
+    Job j = {.dx = g, .dy = g, .x = c, .mean = (float *)mean, .rstd = (float *)rstd, .gamma = P(m, t),
+             .beta = P(m, t + 1), .t = t, .N = N, .C = C, .H = HW, .W = 1, .slope = LRELU};
     run(m, job_bn_bwd, &j);
 }
 
@@ -637,14 +645,14 @@ static void bn_bwd(DaclUNet *m, float *g, const float *out, const float *c, cons
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, int want_dx,
                            uint64_t key) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
-    bn_bwd(m, g, b->y, b->c2, b->m2, b->r2, t + 6, N, C, HW);
+    bn_bwd(m, g, b->c2, b->m2, b->r2, t + 6, N, C, HW);
     const float *in2 = b->p > 0.0f ? b->d1 : b->a1;
     conv_bwd(m, tmp, g, in2, t + 4, N, C, b->H, b->W, C);
     if (b->p > 0.0f) {
         Job j = {.y = tmp, .x = tmp, .n = (size_t)N * C * HW, .p = b->p, .key = key};
         run(m, job_dropout, &j);
     }
-    bn_bwd(m, tmp, b->a1, b->c1, b->m1, b->r1, t + 2, N, C, HW);
+    bn_bwd(m, tmp, b->c1, b->m1, b->r1, t + 2, N, C, HW);
     conv_bwd(m, want_dx ? g : NULL, tmp, b->x, t, N, b->cin, b->H, b->W, C);
 }
 
