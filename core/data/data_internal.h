@@ -24,9 +24,21 @@ int dacl_file_check(const char *path);
  * DACL_MAX_VOXELS; DACL_EFORMAT naming `path` otherwise. */
 int dacl_shape_check(const char *path, int64_t nz, int64_t ny, int64_t nx);
 
-/* Convert n label values held as doubles to uint8, refusing (DACL_EFORMAT, naming `path`) any
- * value that is not an integer in 0..255. */
-int dacl_labels_from_double(const char *path, const double *src, size_t n, uint8_t *dst);
+/* The class value of a stored label value under `rm` (may be NULL): its pair's `to`, else the
+ * value itself if it is an integer in 0..255, else -1. */
+int dacl_label_value(const DaclLabelRemap *rm, double v);
+
+/* Convert n stored label values held as doubles to class values, refusing (DACL_EFORMAT, naming
+ * `path`) any that is not an integer in 0..255 after the remap. */
+int dacl_labels_from_double(const char *path, const double *src, size_t n, uint8_t *dst,
+                            const DaclLabelRemap *rm);
+/* Apply rm in place to labels read as uint8 (nothing to check: every value maps somewhere). */
+void dacl_labels_remap_u8(const DaclLabelRemap *rm, uint8_t *data, size_t n);
+
+/* The readers with a label remap (the public ones pass NULL). */
+int dacl_h5_read_remap(const char *path, DaclVolume *img, DaclLabelVolume *lab, const DaclLabelRemap *rm);
+int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
+int dacl_png_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
 
 /* Atomic writes: a writer creates a temporary file next to `path` (same folder, so rename is
  * atomic), writes it, then commits (rename over `path`) or aborts (unlink). tmp must hold

@@ -83,6 +83,7 @@ void dacl_dataset_free(DaclDataset *ds) {
     free(ds->name);
     for (int i = 0; i < ds->n_labels; i++) free(ds->labels[i].name);
     free(ds->labels);
+    free(ds->remap.pairs);
     free(ds->root_field);
     free(ds->root);
     split_free(&ds->train);
@@ -169,12 +170,16 @@ static int get_int(const Parse *p, const cJSON *v, const char *field, int lo, in
     return DACL_OK;
 }
 
-/* "123" -> 123 for remap keys; -1 unless the whole string is an integer in 0..255. */
-static int parse_u8(const char *s) {
+/* "123" -> 123 for remap keys; -1 unless the whole string is an integer in 0..65535. */
+static int parse_u16(const char *s) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    return (*s && !*end && !errno && v >= 0 && v <= 255) ? (int)v : -1;
+    return (*s >= '0' && *s <= '9' && !*end && !errno && v <= 65535) ? (int)v : -1;
+}
+
+static int pair_cmp(const void *a, const void *b) {
+    return ((const DaclRemapPair *)a)->from - ((const DaclRemapPair *)b)->from;
 }
 
 static int label_value_cmp(const void *a, const void *b) {
@@ -214,18 +219,24 @@ static int label_declared(const DaclDataset *ds, int v) {
 static int parse_remap(const Parse *p, const cJSON *v) {
     DaclDataset *ds = p->ds;
     if (!cJSON_IsObject(v)) return BAD(p, "'label_remap' must be an object {\"stored value\": class value}");
-    for (int i = 0; i < 256; i++) ds->remap[i] = -1;
+    int n = cJSON_GetArraySize(v);
+    DaclLabelRemap *rm = &ds->remap;
+    if (!(rm->pairs = calloc((size_t)(n ? n : 1), sizeof *rm->pairs)))
+        return DACL_FAIL(DACL_ENOMEM, "manifest: out of memory");
     char field[300];
     for (const cJSON *it = v->child; it; it = it->next) {
-        int from = parse_u8(it->string), to = 0;
-        if (from < 0) return BAD(p, "label_remap key '%s' is not an integer in 0..255", it->string);
-        if (ds->remap[from] >= 0) return BAD(p, "label_remap key '%s' appears twice", it->string);
+        int from = parse_u16(it->string), to = 0;
+        if (from < 0) return BAD(p, "label_remap key '%s' is not an integer in 0..65535", it->string);
+        for (int j = 0; j < rm->n; j++)
+            if (rm->pairs[j].from == from) return BAD(p, "label_remap key '%s' appears twice", it->string);
         snprintf(field, sizeof field, "label_remap.%s", it->string);
         DACL_TRY(get_int(p, it, field, 0, 255, &to));
         if (!label_declared(ds, to)) return BAD(p, "'%s' maps to %d, which is not in 'labels'", field, to);
-        ds->remap[from] = (int16_t)to;
+        rm->pairs[rm->n].from = from;
+        rm->pairs[rm->n].to = (uint8_t)to;
+        rm->n++;
     }
-    ds->has_remap = 1;
+    qsort(rm->pairs, (size_t)rm->n, sizeof *rm->pairs, pair_cmp);
     return DACL_OK;
 }
 
@@ -550,11 +561,13 @@ char *dacl_dataset_to_json(const DaclDataset *ds) {
     cJSON *labels = add(&oom, r, "labels", cJSON_CreateObject());
     for (int i = 0; labels && i < ds->n_labels; i++)
         add(&oom, labels, ds->labels[i].name, cJSON_CreateNumber(ds->labels[i].value));
-    if (ds->has_remap) {
+    if (ds->remap.n) {
         cJSON *m = add(&oom, r, "label_remap", cJSON_CreateObject());
-        char key[8];
-        for (int i = 0; m && i < 256; i++)
-            if (ds->remap[i] >= 0) snprintf(key, sizeof key, "%d", i), add(&oom, m, key, cJSON_CreateNumber(ds->remap[i]));
+        char key[16];
+        for (int i = 0; m && i < ds->remap.n; i++) {
+            snprintf(key, sizeof key, "%d", (int)ds->remap.pairs[i].from);
+            add(&oom, m, key, cJSON_CreateNumber(ds->remap.pairs[i].to));
+        }
     }
     cJSON *in = add(&oom, r, "intensity", cJSON_CreateObject());
     if (in) {
@@ -679,21 +692,15 @@ int dacl_dataset_path(const DaclDataset *ds, const char *rel, char *buf, size_t 
     return dacl_path_join(buf, n, ds->root, rel);
 }
 
-/* Apply label_remap and check every value is a declared label. */
-static int remap_labels(const DaclDataset *ds, DaclLabelVolume *lab, const char *path) {
-    int16_t lut[256];
-    for (int v = 0; v < 256; v++) {
-        int to = ds->has_remap && ds->remap[v] >= 0 ? ds->remap[v] : v;
-        lut[v] = (int16_t)(label_declared(ds, to) ? to : -1);
-    }
+/* Every value of a (remapped) label map must be one the manifest declares. */
+static int check_labels(const DaclDataset *ds, const DaclLabelVolume *lab, const char *path) {
+    uint8_t ok[256];
+    for (int v = 0; v < 256; v++) ok[v] = (uint8_t)label_declared(ds, v);
     size_t n = dacl_label_numel(lab);
-    for (size_t i = 0; i < n; i++) {
-        int16_t m = lut[lab->data[i]];
-        if (m < 0)
+    for (size_t i = 0; i < n; i++)
+        if (!ok[lab->data[i]])
             return DACL_FAIL(DACL_EFORMAT, "%s: label value %d at voxel %zu is not one of the manifest's labels",
                              path, lab->data[i], i);
-        lab->data[i] = (uint8_t)m;
-    }
     return DACL_OK;
 }
 
@@ -706,13 +713,13 @@ int dacl_dataset_load_case(const DaclDataset *ds, const DaclCase *c, DaclVolume 
     int want_label = lab && c->label;
     int rc;
     if (want_label && ds->format == DACL_FMT_H5 && strcmp(c->image, c->label) == 0) {
-        rc = dacl_h5_read(ip, &ti, &tl); /* one open for both */
+        rc = dacl_h5_read_remap(ip, &ti, &tl, &ds->remap); /* one open for both */
     } else {
         rc = dacl_volume_load(ip, &ti);
-        if (rc == DACL_OK && want_label) rc = dacl_label_load(lp, &tl);
+        if (rc == DACL_OK && want_label) rc = dacl_label_load_remap(lp, &ds->remap, &tl);
         if (rc == DACL_OK && want_label) rc = dacl_volume_check_pair(&ti, &tl, ip, lp);
     }
-    if (rc == DACL_OK && want_label) rc = remap_labels(ds, &tl, lp);
+    if (rc == DACL_OK && want_label) rc = check_labels(ds, &tl, lp);
     if (rc == DACL_OK && ds->has_spacing) {
         memcpy(ti.spacing, ds->spacing, sizeof ti.spacing);
         memcpy(tl.spacing, ds->spacing, sizeof tl.spacing);

@@ -71,7 +71,8 @@ static int list_dir(const char *dir, const char *sub, Names *out) {
     return rc;
 }
 
-/* One case id per line; blank lines skipped, "\r" and a ".h5" suffix dropped. */
+/* One case id per line, "\r" and a ".h5" suffix dropped; a blank line is kept as "" so that
+ * out->v[i] is line i + 1 (for messages). */
 static int read_list(const char *dir, const char *name, Names *out) {
     char p[PATH_MAX];
     DACL_TRY(dacl_path_join(p, sizeof p, dir, name));
@@ -83,7 +84,7 @@ static int read_list(const char *dir, const char *name, Names *out) {
         size_t len = end ? (size_t)(end - line) : strlen(line);
         while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
         if (len > 3 && strncmp(line + len - 3, ".h5", 3) == 0) len -= 3;
-        if (len) rc = names_add(out, line, len);
+        rc = names_add(out, line, len);
         line = end ? end + 1 : line + strlen(line);
     }
     free(text);
@@ -171,6 +172,7 @@ static int init_ssl4mis(const char *dir, DaclDataset *ds) {
         Names ids = {0};
         int rc = read_list(dir, lists[s], &ids);
         for (int i = 0; rc == DACL_OK && i < ids.n; i++) {
+            if (!ids.v[i][0]) continue;
             if (snprintf(rel, sizeof rel, "volumes/%s.h5", ids.v[i]) >= (int)sizeof rel ||
                 (rc = dacl_path_join(p, sizeof p, dir, rel)) != DACL_OK)
                 rc = DACL_FAIL(DACL_EINVAL, "%s/%s line %d: name too long", dir, lists[s], i + 1);

@@ -110,7 +110,7 @@ static int h5_read_image(const char *path, const H5Var *v, DaclVolume *out) {
     return DACL_OK;
 }
 
-static int h5_read_label(const char *path, const H5Var *v, DaclLabelVolume *out) {
+static int h5_read_label(const char *path, const H5Var *v, DaclLabelVolume *out, const DaclLabelRemap *rm) {
     char why[256];
     DaclLabelVolume t = {0};
     DACL_TRY(dacl_label_alloc(&t, (int)v->dims[0], (int)v->dims[1], (int)v->dims[2]));
@@ -119,6 +119,8 @@ static int h5_read_label(const char *path, const H5Var *v, DaclLabelVolume *out)
     if (v->cls == H5T_INTEGER && v->size == 1 && v->sign == H5T_SGN_NONE) {
         if (H5Dread(v->ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data) < 0)
             rc = DACL_FAIL(DACL_EFORMAT, "%s: cannot read dataset 'label' (%s)", path, h5_reason(why));
+        else
+            dacl_labels_remap_u8(rm, t.data, n);
     } else {
         /* HDF5 would clamp out-of-range values silently when converting to uint8: go through
          * double (exact for every integer a label can hold) and check each value */
@@ -128,7 +130,7 @@ static int h5_read_label(const char *path, const H5Var *v, DaclLabelVolume *out)
         else if (H5Dread(v->ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) < 0)
             rc = DACL_FAIL(DACL_EFORMAT, "%s: cannot read dataset 'label' (%s)", path, h5_reason(why));
         else
-            rc = dacl_labels_from_double(path, tmp, n, t.data);
+            rc = dacl_labels_from_double(path, tmp, n, t.data, rm);
         free(tmp);
     }
     if (rc != DACL_OK) {
@@ -141,6 +143,10 @@ static int h5_read_label(const char *path, const H5Var *v, DaclLabelVolume *out)
 }
 
 int dacl_h5_read(const char *path, DaclVolume *img, DaclLabelVolume *lab) {
+    return dacl_h5_read_remap(path, img, lab, NULL);
+}
+
+int dacl_h5_read_remap(const char *path, DaclVolume *img, DaclLabelVolume *lab, const DaclLabelRemap *rm) {
     char why[256];
     if (!img && !lab) return DACL_FAIL(DACL_EINVAL, "%s: nothing to read", path);
     DACL_TRY(dacl_file_check(path));
@@ -162,7 +168,7 @@ int dacl_h5_read(const char *path, DaclVolume *img, DaclLabelVolume *lab) {
         goto done;
     }
     if (img && (rc = h5_read_image(path, &vi, &ti)) != DACL_OK) goto done;
-    if (lab && (rc = h5_read_label(path, &vl, &tl)) != DACL_OK) goto done;
+    if (lab && (rc = h5_read_label(path, &vl, &tl, rm)) != DACL_OK) goto done;
 done:
     if (vi.ds >= 0) H5Dclose(vi.ds);
     if (vl.ds >= 0) H5Dclose(vl.ds);

@@ -251,6 +251,10 @@ int dacl_nifti_read(const char *path, DaclVolume *img) {
 }
 
 int dacl_nifti_read_label(const char *path, DaclLabelVolume *lab) {
+    return dacl_nifti_read_label_remap(path, lab, NULL);
+}
+
+int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm) {
     nifti_image *nim = NULL;
     DACL_TRY(nifti_load(path, &nim));
     DaclLabelVolume t = {0};
@@ -260,6 +264,7 @@ int dacl_nifti_read_label(const char *path, DaclLabelVolume *lab) {
     nifti_scaling(nim, &slope, &inter);
     if (rc == DACL_OK && nim->datatype == DT_UINT8 && slope == 1.0 && inter == 0.0) {
         memcpy(t.data, nim->data, n);
+        dacl_labels_remap_u8(rm, t.data, n);
     } else if (rc == DACL_OK) {
         /* wider or float types: convert through double and check every value is a label */
         double *tmp = malloc(n * sizeof *tmp);
@@ -267,7 +272,7 @@ int dacl_nifti_read_label(const char *path, DaclLabelVolume *lab) {
             rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
         } else {
             convert_to_double(nim->data, nim->datatype, n, slope, inter, tmp);
-            rc = dacl_labels_from_double(path, tmp, n, t.data);
+            rc = dacl_labels_from_double(path, tmp, n, t.data, rm);
             free(tmp);
         }
     }

@@ -137,7 +137,9 @@ int dacl_png_read(const char *path, DaclVolume *img) {
     return DACL_OK;
 }
 
-int dacl_png_read_label(const char *path, DaclLabelVolume *lab) {
+int dacl_png_read_label(const char *path, DaclLabelVolume *lab) { return dacl_png_read_label_remap(path, lab, NULL); }
+
+int dacl_png_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm) {
     PngRead r = {.path = path, .label = 1};
     DaclLabelVolume t = {0};
     int rc = png_read_common(&r);
@@ -146,11 +148,13 @@ int dacl_png_read_label(const char *path, DaclLabelVolume *lab) {
     for (int y = 0; rc == DACL_OK && y < r.h; y++)
         for (int x = 0; x < r.w; x++) {
             unsigned v = png_sample(r.px + y * rowbytes, r.depth, (size_t)x);
-            if (v > 255) {
-                rc = DACL_FAIL(DACL_EFORMAT, "%s: label value %u at (%d, %d) is not in 0..255", path, v, y, x);
+            int m = dacl_label_value(rm, v);
+            if (m < 0) {
+                rc = DACL_FAIL(DACL_EFORMAT, "%s: label value %u at (%d, %d) is not in 0..255%s", path, v, y, x,
+                               rm && rm->n ? " nor a remapped value" : "");
                 break;
             }
-            t.data[(size_t)y * r.w + x] = (uint8_t)v;
+            t.data[(size_t)y * r.w + x] = (uint8_t)m;
         }
     png_read_release(&r);
     if (rc != DACL_OK) {

@@ -75,16 +75,36 @@ int dacl_shape_check(const char *path, int64_t nz, int64_t ny, int64_t nx) {
     return DACL_OK;
 }
 
-int dacl_labels_from_double(const char *path, const double *src, size_t n, uint8_t *dst) {
+int dacl_label_value(const DaclLabelRemap *rm, double v) {
+    /* written so that NaN fails the test too */
+    if (!(v >= 0.0 && v <= 65535.0) || v != floor(v)) return -1;
+    int iv = (int)v, lo = 0, hi = rm ? rm->n - 1 : -1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (rm->pairs[mid].from == iv) return rm->pairs[mid].to;
+        if (rm->pairs[mid].from < iv) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return iv <= 255 ? iv : -1;
+}
+
+int dacl_labels_from_double(const char *path, const double *src, size_t n, uint8_t *dst,
+                            const DaclLabelRemap *rm) {
     for (size_t i = 0; i < n; i++) {
-        double v = src[i];
-        /* written so that NaN fails the test too */
-        if (!(v >= 0.0 && v <= 255.0) || v != floor(v))
-            return DACL_FAIL(DACL_EFORMAT, "%s: label value %g at voxel %zu is not an integer in 0..255",
-                             path, v, i);
-        dst[i] = (uint8_t)v;
+        int m = dacl_label_value(rm, src[i]);
+        if (m < 0)
+            return DACL_FAIL(DACL_EFORMAT, "%s: label value %g at voxel %zu is not an integer in 0..255%s",
+                             path, src[i], i, rm && rm->n ? " nor a remapped value" : "");
+        dst[i] = (uint8_t)m;
     }
     return DACL_OK;
+}
+
+void dacl_labels_remap_u8(const DaclLabelRemap *rm, uint8_t *data, size_t n) {
+    if (!rm || rm->n == 0) return;
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = (uint8_t)dacl_label_value(rm, v);
+    for (size_t i = 0; i < n; i++) data[i] = lut[data[i]];
 }
 
 int dacl_tmp_create(const char *path, char *tmp, size_t n, int *fd) {
@@ -221,14 +241,16 @@ int dacl_volume_load(const char *path, DaclVolume *img) {
     }
 }
 
-int dacl_label_load(const char *path, DaclLabelVolume *lab) {
+int dacl_label_load_remap(const char *path, const DaclLabelRemap *remap, DaclLabelVolume *lab) {
     switch (dacl_format_from_path(path)) {
-    case DACL_FMT_H5: return dacl_h5_read(path, NULL, lab);
-    case DACL_FMT_NIFTI: return dacl_nifti_read_label(path, lab);
-    case DACL_FMT_PNG: return dacl_png_read_label(path, lab);
+    case DACL_FMT_H5: return dacl_h5_read_remap(path, NULL, lab, remap);
+    case DACL_FMT_NIFTI: return dacl_nifti_read_label_remap(path, lab, remap);
+    case DACL_FMT_PNG: return dacl_png_read_label_remap(path, lab, remap);
     default: return unknown_format(path);
     }
 }
+
+int dacl_label_load(const char *path, DaclLabelVolume *lab) { return dacl_label_load_remap(path, NULL, lab); }
 
 int dacl_label_write(const char *path, const DaclLabelVolume *lab, const DaclVolume *like) {
     DaclFormat fmt = dacl_format_from_path(path);

@@ -104,6 +104,22 @@ int dacl_volume_load(const char *path, DaclVolume *img);
 /* Read a label map: HDF5 dataset `label`, a NIfTI volume or a PNG slice; values must be integers
  * in 0..255. */
 int dacl_label_load(const char *path, DaclLabelVolume *lab);
+
+/* A manifest's label remap: stored value -> class value, pairs sorted by `from`. Applied while a
+ * label map is read, before the 0..255 check, so stored values may be up to 65535 (MS-CMR stores
+ * 200, 500, 600 in uint16); values without a pair are kept. */
+typedef struct {
+    int32_t from; /* 0..65535 */
+    uint8_t to;
+} DaclRemapPair;
+
+typedef struct {
+    DaclRemapPair *pairs;
+    int n;
+} DaclLabelRemap;
+
+/* dacl_label_load with a remap (NULL or n = 0: none). */
+int dacl_label_load_remap(const char *path, const DaclLabelRemap *remap, DaclLabelVolume *lab);
 /* Write a label map in the format of `path`'s extension (or, if it has none we know, of
  * like->format / lab->format). `like` (may be NULL) is the input the labels belong to: NIfTI takes
  * its header (else lab's own, else one built from the spacing); HDF5 copies its data as `image`;
@@ -182,7 +198,7 @@ typedef struct {
 /* The manifest as JSON (every field but `name`, `format`, `labels`, `splits` optional):
  *   {"name": "acdc", "modality": "MRI" | "CT", "format": "h5" | "nifti" | "png",
  *    "labels": {"background": 0, "RV": 1, ...},
- *    "label_remap": {"200": 1, "500": 2},       stored value -> class value, applied on load
+ *    "label_remap": {"200": 1, "500": 2},       stored value (0..65535) -> class value, on load
  *    "intensity": {"clip": [-75, 275] | null, "minmax": true},
  *                                                default: CT clips to [-75, 275], MRI does not
  *    "spacing": [z, y, x],                       mm, overrides what the files say
@@ -197,8 +213,7 @@ typedef struct {
     DaclFormat format;
     DaclLabelName *labels; /* sorted by value */
     int n_labels;
-    int has_remap;
-    int16_t remap[256]; /* stored value -> class value, -1 = keep the value */
+    DaclLabelRemap remap; /* n = 0: none */
     DaclIntensity intensity;
     double spacing[3];
     int has_spacing;
