@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -186,6 +187,11 @@ static int nifti_load(const char *path, nifti_image **out_nim) {
     int64_t bytes = rc == DACL_OK ? nim->nvox * nim->nbyper : 0;
     if (rc == DACL_OK && (nim->iname_offset < 0 || gzseek(g, (z_off_t)nim->iname_offset, SEEK_SET) < 0))
         rc = DACL_FAIL(DACL_EFORMAT, "%s: bad voxel offset %lld", path, (long long)nim->iname_offset);
+    /* an uncompressed file shows a lying header before we allocate what it claims */
+    struct stat st;
+    if (rc == DACL_OK && gzdirect(g) && stat(path, &st) == 0 && st.st_size < nim->iname_offset + bytes)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: truncated: %lld voxel bytes expected after offset %lld, the file has %lld",
+                       path, (long long)bytes, (long long)nim->iname_offset, (long long)st.st_size);
     if (rc == DACL_OK && !(nim->data = malloc((size_t)bytes)))
         rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
     if (rc == DACL_OK && (n = gz_read_all(g, nim->data, bytes)) != bytes)

@@ -260,7 +260,15 @@ int dacl_label_write(const char *path, const DaclLabelVolume *lab, const DaclVol
                          path, lab->nz, lab->ny, lab->nx, like->nz, like->ny, like->nx);
     switch (fmt) {
     case DACL_FMT_H5: return dacl_h5_write(path, like, lab);
-    case DACL_FMT_NIFTI: return dacl_nifti_write_label(path, lab, like && like->nifti ? like->nifti : NULL);
+    case DACL_FMT_NIFTI:
+        if (like && !like->nifti && !lab->nifti && like->has_spacing && !lab->has_spacing) {
+            /* no header anywhere: the fresh one takes the input's spacing */
+            DaclLabelVolume with = *lab;
+            memcpy(with.spacing, like->spacing, sizeof with.spacing);
+            with.has_spacing = 1;
+            return dacl_nifti_write_label(path, &with, NULL);
+        }
+        return dacl_nifti_write_label(path, lab, like && like->nifti ? like->nifti : NULL);
     case DACL_FMT_PNG:
         if (lab->nz != 1)
             return DACL_FAIL(DACL_EINVAL, "%s: a PNG holds one slice, the label map has %d", path, lab->nz);
