@@ -56,11 +56,13 @@ static void im2col3x3_band(float *col, const float *in, int C, int H, int W, int
     }
 }
 
-/* The adjoint of im2col3x3_band: din[c] += the shifted rows of the band. */
-static void col2im3x3_band(float *din, const float *col, int C, int H, int W, int h0, int R) {
+/* The adjoint of im2col3x3_band: din[c] += the shifted rows of the band;
+ * channels from csplit on go to din2 instead. */
+static void col2im3x3_band(float *din, float *din2, int csplit, const float *col, int C, int H, int W,
+                           int h0, int R) {
     const size_t HW = (size_t)H * W, BP = (size_t)R * W;
     for (int c = 0; c < C; c++) {
-        float *dst = din + c * HW;
+        float *dst = c < csplit ? din + c * HW : din2 + (c - csplit) * HW;
         for (int kh = 0; kh < 3; kh++) {
             for (int kw = 0; kw < 3; kw++) {
                 const float *src = col + ((size_t)c * 9 + kh * 3 + kw) * BP;
@@ -89,6 +91,16 @@ static void add_bias(float *y, const float *b, size_t HW, int W, int OC, int h0,
         float bv = b[oc];
         float *yo = y + oc * HW + (size_t)h0 * W;
         for (size_t i = 0; i < (size_t)(h1 - h0) * W; i++) yo[i] += bv;
+    }
+}
+
+/* db[oc] += sum of dy[oc, :] */
+static void bias_grad(float *db, const float *dy, int OC, int HW) {
+    for (int oc = 0; oc < OC; oc++) {
+        const float *d = dy + (size_t)oc * HW;
+        float s = 0.0f;
+        for (int i = 0; i < HW; i++) s += d[i];
+        db[oc] += s;
     }
 }
 
@@ -142,26 +154,29 @@ void dacl_conv_image_forward_rows_stats(float *y, const float *x, const float *w
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                               const float *w, int C, int H, int W, int OC, int K, float *ws) {
-    const int HW = H * W;
-    if (db) {
-        for (int oc = 0; oc < OC; oc++) {
-            const float *d = dy + (size_t)oc * HW;
-            float s = 0.0f;
-            for (int i = 0; i < HW; i++) s += d[i];
-            db[oc] += s;
-        }
-    }
-    if (K == 1) {
-        /* dw[OC, C] += dy[OC, HW] . x[C, HW]^T ; dx[C, HW] = w^T . dy */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, HW, 1.0f, dy, HW, x, HW, 1.0f,
-                    dw, C);
-        if (dx)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, HW, OC, 1.0f, w, C, dy, HW, 0.0f,
-                        dx, HW);
+    if (K == 3) {
+        dacl_conv_image_backward_split(dx, NULL, C, dw, db, dy, x, w, C, H, W, OC, ws);
         return;
     }
+    const int HW = H * W;
+    if (db) bias_grad(db, dy, OC, HW);
+    /* K == 1: dw[OC, C] += dy[OC, HW] . x[C, HW]^T ; dx[C, HW] = w^T . dy */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, HW, 1.0f, dy, HW, x, HW, 1.0f, dw, C);
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, HW, OC, 1.0f, w, C, dy, HW, 0.0f, dx,
+                    HW);
+}
+
+void dacl_conv_image_backward_split(float *dx, float *dx2, int csplit, float *dw, float *db,
+                                    const float *dy, const float *x, const float *w, int C, int H,
+                                    int W, int OC, float *ws) {
+    const int HW = H * W;
+    if (db) bias_grad(db, dy, OC, HW);
     const int CK = C * 9, RB = dacl_conv_band_rows(C, H, W);
-    if (dx) memset(dx, 0, sizeof(float) * C * HW);
+    if (dx) {
+        memset(dx, 0, sizeof(float) * csplit * HW);
+        if (csplit < C) memset(dx2, 0, sizeof(float) * (C - csplit) * HW);
+    }
     for (int r0 = 0; r0 < H; r0 += RB) {
         int R = H - r0 < RB ? H - r0 : RB;
         im2col3x3_band(ws, x, C, H, W, r0, R);
@@ -172,7 +187,7 @@ void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, 
         /* dcol[CK, band] = w[OC, CK]^T . dy[OC, band], then scattered back */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, R * W, OC, 1.0f, w, CK,
                     dy + (size_t)r0 * W, HW, 0.0f, ws, R * W);
-        col2im3x3_band(dx, ws, C, H, W, r0, R);
+        col2im3x3_band(dx, dx2, csplit, ws, C, H, W, r0, R);
     }
 }
 

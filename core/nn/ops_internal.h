@@ -4,6 +4,9 @@
 #define DACL_OPS_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "dacl/nn.h"
 
 /* Output rows of a band for conv3x3 im2col (see ops_conv.c). */
 int dacl_conv_band_rows(int C, int H, int W);
@@ -32,13 +35,23 @@ void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const fl
 void dacl_bn_act_forward_eval_ch(float *out, const float *in, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, int N, int C,
                                  int HW, float eps, float slope, int c0, int c1);
-/* Training-mode BN + activation on channels [c0, c1) from per-row statistics
- * stats [N,C,H,2] (mean, M2 of each row of W values), combined per channel in
- * a fixed order (Chan et al.), so the result does not depend on threads. */
-void dacl_bn_act_forward_rows(float *out, float *mean, float *rstd, const float *in,
-                              const float *stats, const float *gamma, const float *beta,
-                              float *running_mean, float *running_var, int N, int C, int H, int W,
-                              float momentum, float eps, float slope, int c0, int c1);
+/* Training-mode BN on channels [c0, c1) from per-row statistics stats
+ * [N,C,H,2] (mean, M2 of each row of W values), merged per channel in a fixed
+ * order (Chan et al.) so the result does not depend on threads: writes the
+ * batch mean and 1/std, updates the running statistics, and gives the affine
+ * scale = gamma*rstd, shift = beta - mean*scale. */
+void dacl_bn_prepare_rows(float *mean, float *rstd, float *scale, float *shift, const float *stats,
+                          const float *gamma, const float *beta, float *running_mean,
+                          float *running_var, int N, int C, int H, int W, float momentum, float eps,
+                          int c0, int c1);
+/* Eval-mode affine from the running statistics. */
+void dacl_bn_prepare_eval(float *scale, float *shift, const float *gamma, const float *beta,
+                          const float *running_mean, const float *running_var, float eps, int c0,
+                          int c1);
+/* out = act(in * scale + shift) on channels [c0, c1); in [N,C,HW], image n of
+ * out starts at out + n * out_nstride (so it can land inside a concat). */
+void dacl_bn_apply(float *out, size_t out_nstride, const float *in, const float *scale,
+                   const float *shift, int N, int C, int HW, float slope, int c0, int c1);
 /* backward that takes the activation's derivative from the input and the
  * affine (beta) instead of reading the forward output */
 void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
@@ -47,5 +60,17 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float
 
 /* dropout on elements [i0, i1) of out/in (the mask depends on the global index) */
 void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float p, uint64_t key);
+
+/* Dropout's keep decision for element i: a 24-bit hash uniform >= p. */
+static inline uint32_t dacl_dropout_threshold(float p) { return (uint32_t)(p * 16777216.0f); }
+static inline int dacl_dropout_keep(uint64_t key, size_t i, uint32_t thresh) {
+    return (uint32_t)(dacl_hash64(key ^ (i * 0xd1342543de82ef95ULL)) >> 40) >= thresh;
+}
+
+/* one image's conv3x3 backward with the input gradient split by channel:
+ * channels [0, csplit) go to dx, [csplit, C) to dx2 (a concat's two parts) */
+void dacl_conv_image_backward_split(float *dx, float *dx2, int csplit, float *dw, float *db,
+                                    const float *dy, const float *x, const float *w, int C, int H,
+                                    int W, int OC, float *ws);
 
 #endif

@@ -73,11 +73,10 @@ void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const fl
     }
 }
 
-void dacl_bn_act_forward_rows(float *out, float *mean, float *rstd, const float *in,
-                              const float *stats, const float *gamma, const float *beta,
-                              float *running_mean, float *running_var, int N, int C, int H, int W,
-                              float momentum, float eps, float slope, int c0, int c1) {
-    const int HW = H * W;
+void dacl_bn_prepare_rows(float *mean, float *rstd, float *scale, float *shift, const float *stats,
+                          const float *gamma, const float *beta, float *running_mean,
+                          float *running_var, int N, int C, int H, int W, float momentum, float eps,
+                          int c0, int c1) {
     for (int c = c0; c < c1; c++) {
         /* Chan's pairwise update: merge rows of W values one at a time */
         double cnt = 0.0, mu = 0.0, m2 = 0.0;
@@ -100,12 +99,26 @@ void dacl_bn_act_forward_rows(float *out, float *mean, float *rstd, const float 
             running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
         }
-        float scale = gamma[c] * r, shift = beta[c] - (float)mu * scale;
-        for (int n = 0; n < N; n++) {
-            size_t o = ((size_t)n * C + c) * HW;
-            affine_act(out + o, in + o, HW, scale, shift, slope);
-        }
+        scale[c] = gamma[c] * r;
+        shift[c] = beta[c] - mean[c] * scale[c];
     }
+}
+
+void dacl_bn_prepare_eval(float *scale, float *shift, const float *gamma, const float *beta,
+                          const float *running_mean, const float *running_var, float eps, int c0,
+                          int c1) {
+    for (int c = c0; c < c1; c++) {
+        scale[c] = gamma[c] / sqrtf(running_var[c] + eps);
+        shift[c] = beta[c] - running_mean[c] * scale[c];
+    }
+}
+
+void dacl_bn_apply(float *out, size_t out_nstride, const float *in, const float *scale,
+                   const float *shift, int N, int C, int HW, float slope, int c0, int c1) {
+    for (int n = 0; n < N; n++)
+        for (int c = c0; c < c1; c++)
+            affine_act(out + n * out_nstride + (size_t)c * HW, in + ((size_t)n * C + c) * HW, HW,
+                       scale[c], shift[c], slope);
 }
 
 void dacl_bn_act_forward_eval_ch(float *out, const float *in, const float *gamma, const float *beta,
@@ -210,19 +223,15 @@ void dacl_leaky_relu_backward(float *dx, const float *dy, const float *out, size
     for (size_t i = 0; i < n; i++) dx[i] = out[i] > 0.0f ? dy[i] : dy[i] * slope;
 }
 
-/* keep element i iff its 24-bit hash uniform is >= p */
-static inline int dropout_keep(uint64_t key, size_t i, uint32_t thresh) {
-    return (uint32_t)(dacl_hash64(key ^ (i * 0xd1342543de82ef95ULL)) >> 40) >= thresh;
-}
 
 void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float p, uint64_t key) {
     if (p <= 0.0f) {
         if (out != in) memmove(out + i0, in + i0, (i1 - i0) * sizeof(float));
         return;
     }
-    uint32_t thresh = (uint32_t)(p * 16777216.0f);
+    uint32_t thresh = dacl_dropout_threshold(p);
     float scale = 1.0f / (1.0f - p);
-    for (size_t i = i0; i < i1; i++) out[i] = dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
+    for (size_t i = i0; i < i1; i++) out[i] = dacl_dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
 }
 
 void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {

@@ -86,14 +86,18 @@ static double loss_and_grad(const float *logits, const uint8_t *y, float *probs,
     return 0.5 * (ce + dice);
 }
 
-static void test_unet_matches_pytorch(void **state) {
-    (void)state;
+static void check_against_pytorch(int threads) {
     RefFile ref;
     assert_int_equal(ref_load(&ref, DACL_SOURCE_DIR "/tests/reference/unet_ref.bin"), 0);
 
     DaclUNetConfig cfg = {.in_channels = 1, .classes = NC, .widths = {4, 8, 16, 32, 64}};
     DaclUNet *m;
     assert_int_equal(dacl_unet_create(&m, &cfg, N, H, W), 0);
+    DaclPool *pool = NULL;
+    if (threads > 1) {
+        assert_int_equal(dacl_pool_create(&pool, threads), 0);
+        assert_int_equal(dacl_unet_set_pool(m, pool), 0);
+    }
     DaclRng rng;
     dacl_rng_seed(&rng, 1);
     dacl_unet_init(m, &rng); /* BN stats and momentum; parameters replaced below */
@@ -106,7 +110,6 @@ static void test_unet_matches_pytorch(void **state) {
     formula_input(x, y);
 
     float step_losses[5];
-    size_t np = dacl_unet_num_params(m);
     for (int k = 0; k < 5; k++) {
         dacl_unet_zero_grad(m);
         assert_int_equal(dacl_unet_forward(m, x, N, 1, 0), 0);
@@ -143,8 +146,7 @@ static void test_unet_matches_pytorch(void **state) {
             assert_true(w <= 1.0);
         }
         float lr = (float)dacl_poly_lr(0.01, k, 10, 0.9);
-        dacl_sgd_step(dacl_unet_params(m), dacl_unet_grads(m), dacl_unet_momentum(m), np, lr, 0.9f,
-                      1e-4f);
+        dacl_unet_sgd_step(m, lr, 0.9f, 1e-4f);
     }
     assert_true(compare("step_losses", step_losses, ref_find(&ref, "step_losses"), 5) <= 1.0);
     double w = 0.0;
@@ -155,18 +157,32 @@ static void test_unet_matches_pytorch(void **state) {
         w = fmax(w, compare(name, dacl_unet_params(m) + ti->offset, ref_find(&ref, name), ti->numel));
     }
     assert_true(w <= 1.0);
-    printf("worst difference: %.3f of the tolerance (|d| <= max(%g |ref|, %g)) at %s\n",
-           worst_overall, REL_TOL, ABS_FLOOR, worst_name);
+    printf("%d thread(s): worst difference: %.3f of the tolerance (|d| <= max(%g |ref|, %g)) at %s\n",
+           threads, worst_overall, REL_TOL, ABS_FLOOR, worst_name);
+    worst_overall = 0.0;
 
     free(x);
     free(y);
     free(probs);
     free(dlogits);
     dacl_unet_free(m);
+    dacl_pool_free(pool);
     ref_free(&ref);
 }
 
+/* the single-threaded path and the team path (per-member gradients, split ops) */
+static void test_unet_matches_pytorch_1_thread(void **state) {
+    (void)state;
+    check_against_pytorch(1);
+}
+
+static void test_unet_matches_pytorch_3_threads(void **state) {
+    (void)state;
+    check_against_pytorch(3);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_unet_matches_pytorch)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_unet_matches_pytorch_1_thread),
+                                       cmocka_unit_test(test_unet_matches_pytorch_3_threads)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,76 @@
+/* Ops run on a thread team (private to core/nn).
+ *
+ * Every op is split so that members never write the same memory:
+ * convolutions by image (forward also by rows), BN by channel, element-wise
+ * ops by range. Weight gradients of convolutions go to a per-member block
+ * (member 0 writes the model's own) and team_reduce_grads sums them in member
+ * order, so results depend on the thread count but never on timing.
+ *
+ * An XForm lets a convolution read act(x * scale + shift) (BN + LeakyReLU,
+ * optionally followed by dropout) computed one image at a time into a
+ * per-member buffer, so that tensor never has to be stored for the batch. */
+#ifndef DACL_TEAM_H
+#define DACL_TEAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dacl/nn.h"
+
+typedef struct {
+    DaclPool *pool; /* NULL: the calling thread alone */
+    int n;          /* members */
+    float *ws;      /* n workspaces of ws_floats (im2col, convT) */
+    size_t ws_floats;
+    float *xbuf;    /* n transformed-input images of xbuf_floats */
+    size_t xbuf_floats;
+    float *grads;   /* the model's gradient block (member 0) */
+    float *tgrads;  /* members 1..n-1, nparams each */
+    size_t nparams;
+} Team;
+
+typedef struct {
+    const float *scale, *shift; /* [C] */
+    float slope;                /* LeakyReLU slope */
+    float p;                    /* dropout probability, 0 = none */
+    uint64_t key;               /* dropout key; element index is global in [N,C,HW] */
+} XForm;
+
+/* y [N,OC,H,W] = conv3x3(x or xform(x)); rowstats [N,OC,H,2] when non-NULL */
+void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const float *w,
+                   const float *b, int N, int C, int H, int W, int OC, float *rowstats);
+/* dw/db: offsets of the weight and bias in the gradient block. dx (may be
+ * NULL) gets channels [0, csplit), dx2 channels [csplit, C) (csplit = C: all
+ * to dx). x as given to the forward, with the same xform. */
+void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
+                   const float *x, const XForm *xf, const float *w, int N, int C, int H, int W, int OC);
+/* y image n at y + n * y_nstride, [OC,2H,2W] */
+void team_convt_fwd(Team *t, float *y, size_t y_nstride, const float *x, const float *w,
+                    const float *b, int N, int C, int H, int W, int OC);
+void team_convt_bwd(Team *t, float *dx, size_t dw, size_t db, const float *dy, const float *x,
+                    const float *w, int N, int C, int H, int W, int OC);
+
+/* BN statistics and affine (train: from rowstats, updating running stats) */
+void team_bn_prepare(Team *t, int train, float *mean, float *rstd, float *scale, float *shift,
+                     const float *rowstats, const float *gamma, const float *beta, float *rmean,
+                     float *rvar, int N, int C, int H, int W);
+void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, const float *scale,
+                   const float *shift, int N, int C, int HW, float slope);
+/* in place on g; dgamma/dbeta: offsets in the gradient block */
+void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, const float *c, const float *beta,
+                 const float *mean, const float *rstd, const float *gamma, int N, int C, int HW,
+                 float slope);
+
+void team_dropout(Team *t, float *y, const float *x, size_t n, float p, uint64_t key);
+void team_add(Team *t, float *y, const float *x, size_t n);
+/* x image n at x + n * x_nstride, [C,H,W] */
+void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nstride, int N, int C,
+                   int H, int W);
+/* accumulates into dx [N,C,H,W] */
+void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H, int W);
+
+void team_reduce_grads(Team *t);
+void team_sgd(Team *t, float *w, const float *g, float *buf, size_t n, float lr, float momentum,
+              float wd);
+
+#endif
