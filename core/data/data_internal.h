@@ -40,12 +40,17 @@ int dacl_h5_read_remap(const char *path, DaclVolume *img, DaclLabelVolume *lab, 
 int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
 int dacl_png_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
 
-/* Atomic writes: a writer creates a temporary file next to `path` (same folder, so rename is
- * atomic), writes it, then commits (rename over `path`) or aborts (unlink). tmp must hold
- * strlen(path) + 16 bytes. dacl_tmp_create returns an open fd with mode 0644. */
-int dacl_tmp_create(const char *path, char *tmp, size_t n, int *fd);
-int dacl_tmp_commit(const char *tmp, const char *path);
-void dacl_tmp_abort(const char *tmp);
+/* Atomic writes: a writer opens a temporary file next to `path` (same folder, so the rename is
+ * atomic), writes it and closes its fd, then finishes: if rc is DACL_OK the file takes the name
+ * `path` (replacing it, or with replace = 0 failing with DACL_EEXIST if it exists), else it is
+ * removed. dacl_tmp_finish frees the name and returns rc or the failure to rename. */
+typedef struct {
+    char *name; /* "<path>.XXXXXX" */
+    int fd;     /* open, mode 0644 */
+} DaclTmpFile;
+
+int dacl_tmp_open(const char *path, DaclTmpFile *t);
+int dacl_tmp_finish(DaclTmpFile *t, const char *path, int rc, int replace);
 
 /* ---- manifest building (dataset.c), shared with dataset_init.c ---- */
 

@@ -594,33 +594,18 @@ int dacl_dataset_write(const DaclDataset *ds, const char *path, int force) {
     if (!force && access(path, F_OK) == 0)
         return DACL_FAIL(DACL_EEXIST, "%s: exists; not overwriting it without force", path);
     char *text = dacl_dataset_to_json(ds);
-    size_t tn = strlen(path) + 16;
-    char *tmp = malloc(tn);
-    if (!text || !tmp) {
-        free(text), free(tmp);
-        return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    }
-    int fd = -1, rc = dacl_tmp_create(path, tmp, tn, &fd);
+    if (!text) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    DaclTmpFile tmp;
+    int rc = dacl_tmp_open(path, &tmp);
     if (rc == DACL_OK) {
         size_t len = strlen(text);
-        ssize_t w = write(fd, text, len);
-        int bad = w != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0;
+        errno = 0;
+        int bad = write(tmp.fd, text, len) != (ssize_t)len || write(tmp.fd, "\n", 1) != 1 || fsync(tmp.fd) != 0;
         int e = errno;
-        if (close(fd) != 0) bad = 1;
-        if (bad) {
-            dacl_tmp_abort(tmp);
-            rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, strerror(e));
-        } else if (!force) {
-            /* link() fails if the name appeared meanwhile: never overwrite without force */
-            if (link(tmp, path) != 0)
-                rc = errno == EEXIST ? DACL_FAIL(DACL_EEXIST, "%s: exists; not overwriting it without force", path)
-                                     : DACL_FAIL(DACL_EIO, "%s: %s", path, strerror(errno));
-            dacl_tmp_abort(tmp);
-        } else {
-            rc = dacl_tmp_commit(tmp, path);
-        }
+        if (close(tmp.fd) != 0 && !bad) bad = 1, e = errno;
+        if (bad) rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, e ? strerror(e) : "short write");
+        rc = dacl_tmp_finish(&tmp, path, rc, force);
     }
-    free(tmp);
     free(text);
     return rc;
 }

@@ -212,17 +212,12 @@ int dacl_h5_write(const char *path, const DaclVolume *img, const DaclLabelVolume
     if (img && lab && (img->nz != lab->nz || img->ny != lab->ny || img->nx != lab->nx))
         return DACL_FAIL(DACL_EINVAL, "%s: image (%d, %d, %d) and label (%d, %d, %d) differ in shape",
                          path, img->nz, img->ny, img->nx, lab->nz, lab->ny, lab->nx);
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    int fd, rc = dacl_tmp_create(path, tmp, n, &fd);
-    if (rc != DACL_OK) {
-        free(tmp);
-        return rc;
-    }
-    close(fd); /* HDF5 opens the file itself; the name is reserved */
+    DaclTmpFile tmp;
+    DACL_TRY(dacl_tmp_open(path, &tmp));
+    close(tmp.fd); /* HDF5 opens the file itself; the name is reserved */
     h5_quiet();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = DACL_OK;
+    hid_t f = H5Fcreate(tmp.name, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         rc = DACL_FAIL(DACL_EIO, "%s: cannot create HDF5 file (%s)", path, h5_reason(why));
     } else {
@@ -234,10 +229,5 @@ int dacl_h5_write(const char *path, const DaclVolume *img, const DaclLabelVolume
         if (H5Fclose(f) < 0 && rc == DACL_OK)
             rc = DACL_FAIL(DACL_EIO, "%s: cannot finish HDF5 file (%s)", path, h5_reason(why));
     }
-    if (rc == DACL_OK)
-        rc = dacl_tmp_commit(tmp, path);
-    else
-        dacl_tmp_abort(tmp);
-    free(tmp);
-    return rc;
+    return dacl_tmp_finish(&tmp, path, rc, 1);
 }

@@ -217,13 +217,18 @@ static int nifti_spacing(const nifti_image *nim, double sp[3]) {
     return dx > 0 && dy > 0 && dz > 0 && isfinite(dx * dy * dz);
 }
 
-/* Keep the header of a loaded image: free its data, wrap it. NULL if out of memory. */
-static DaclNiftiHeader *keep_header(nifti_image *nim) {
+/* Give a volume read from `nim` its spacing and format, and keep nim itself (data freed) as its
+ * header. On failure nim is still the caller's. */
+static int keep_geometry(const char *path, nifti_image *nim, double spacing[3], int *has_spacing,
+                         DaclFormat *format, DaclNiftiHeader **hdr) {
     DaclNiftiHeader *h = malloc(sizeof *h);
-    if (!h) return NULL;
+    if (!h) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    *has_spacing = nifti_spacing(nim, spacing);
+    *format = DACL_FMT_NIFTI;
     nifti_image_unload(nim);
     h->nim = nim;
-    return h;
+    *hdr = h;
+    return DACL_OK;
 }
 
 /* The scaling the header asks for: slope 0 (or non-finite) means none. */
@@ -242,9 +247,7 @@ int dacl_nifti_read(const char *path, DaclVolume *img) {
         double slope, inter;
         nifti_scaling(nim, &slope, &inter);
         convert_to_float(nim->data, nim->datatype, dacl_volume_numel(&t), slope, inter, t.data);
-        t.has_spacing = nifti_spacing(nim, t.spacing);
-        t.format = DACL_FMT_NIFTI;
-        if (!(t.nifti = keep_header(nim))) rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+        rc = keep_geometry(path, nim, t.spacing, &t.has_spacing, &t.format, &t.nifti);
     }
     if (rc != DACL_OK) {
         nifti_image_free(nim);
@@ -282,11 +285,7 @@ int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const Da
             free(tmp);
         }
     }
-    if (rc == DACL_OK) {
-        t.has_spacing = nifti_spacing(nim, t.spacing);
-        t.format = DACL_FMT_NIFTI;
-        if (!(t.nifti = keep_header(nim))) rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    }
+    if (rc == DACL_OK) rc = keep_geometry(path, nim, t.spacing, &t.has_spacing, &t.format, &t.nifti);
     if (rc != DACL_OK) {
         nifti_image_free(nim);
         dacl_label_free(&t);
@@ -380,20 +379,13 @@ int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const D
     nifti_image_free(nim);
     if (!hbytes) return DACL_FAIL(DACL_EINVAL, "%s: the volume does not fit a NIfTI header", path);
 
-    size_t tn = strlen(path) + 16;
-    char *tmp = malloc(tn);
-    if (!tmp) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    int fd = -1;
-    if ((rc = dacl_tmp_create(path, tmp, tn, &fd)) != DACL_OK) {
-        free(tmp);
-        return rc;
-    }
+    DaclTmpFile tmp;
+    DACL_TRY(dacl_tmp_open(path, &tmp));
+    int fd = tmp.fd;
     gzFile gz = NULL;
     if (dacl_has_suffix(path, ".gz") && !(gz = gzdopen(fd, "wb6"))) {
         close(fd);
-        dacl_tmp_abort(tmp);
-        free(tmp);
-        return DACL_FAIL(DACL_ENOMEM, "%s: cannot start gzip stream", path);
+        return dacl_tmp_finish(&tmp, path, DACL_FAIL(DACL_ENOMEM, "%s: cannot start gzip stream", path), 1);
     }
     static const char no_extensions[4] = {0, 0, 0, 0};
     errno = 0;
@@ -402,12 +394,6 @@ int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const D
     int e = errno;
     /* closing flushes the gzip stream: a full disk can show up only here */
     if (gz ? gzclose(gz) != Z_OK : close(fd) != 0) bad = 1, e = e ? e : errno;
-    if (bad) {
-        dacl_tmp_abort(tmp);
-        rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, e ? strerror(e) : "gzip error");
-    } else {
-        rc = dacl_tmp_commit(tmp, path);
-    }
-    free(tmp);
-    return rc;
+    if (bad) rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, e ? strerror(e) : "gzip error");
+    return dacl_tmp_finish(&tmp, path, rc, 1);
 }

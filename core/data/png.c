@@ -193,17 +193,12 @@ static int png_write_into(PngWrite *wr, int w, int h, int channels, const uint8_
 static int png_write_common(const char *path, int w, int h, int channels, const uint8_t *px) {
     if (w < 1 || h < 1 || (int64_t)w * h > DACL_MAX_VOXELS || !px)
         return DACL_FAIL(DACL_EINVAL, "%s: bad PNG size %d x %d", path, w, h);
-    size_t tn = strlen(path) + 16;
-    char *tmp = malloc(tn);
-    if (!tmp) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
     PngWrite wr = {.path = path};
-    int fd = -1, rc = dacl_tmp_create(path, tmp, tn, &fd);
-    if (rc != DACL_OK) {
-        free(tmp);
-        return rc;
-    }
-    if (!(wr.f = fdopen(fd, "wb"))) {
-        close(fd);
+    DaclTmpFile tmp;
+    DACL_TRY(dacl_tmp_open(path, &tmp));
+    int rc = DACL_OK;
+    if (!(wr.f = fdopen(tmp.fd, "wb"))) {
+        close(tmp.fd);
         rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
     } else if (!(wr.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &wr.err, png_on_error,
                                                   png_on_warning)) ||
@@ -215,12 +210,7 @@ static int png_write_common(const char *path, int w, int h, int channels, const 
     if (wr.png) png_destroy_write_struct(&wr.png, wr.info ? &wr.info : NULL);
     /* fclose flushes: a full disk shows up here */
     if (wr.f && fclose(wr.f) != 0 && rc == DACL_OK) rc = DACL_FAIL(DACL_EIO, "%s: write failed", path);
-    if (rc == DACL_OK)
-        rc = dacl_tmp_commit(tmp, path);
-    else
-        dacl_tmp_abort(tmp);
-    free(tmp);
-    return rc;
+    return dacl_tmp_finish(&tmp, path, rc, 1);
 }
 
 int dacl_png_write_gray(const char *path, int w, int h, const uint8_t *px) {
