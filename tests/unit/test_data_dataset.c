@@ -13,24 +13,6 @@
 
 #include "test_data_util.h"
 
-typedef struct {
-    char dir[64];
-} Fx;
-
-static int setup(void **state) {
-    Fx *fx = calloc(1, sizeof *fx);
-    tmp_dir(fx->dir, sizeof fx->dir);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fx *fx = *state;
-    rm_tree(fx->dir);
-    free(fx);
-    return 0;
-}
-
 /* Patients p1 (two frames), p2, p3 (no label), p4; p5 in val. */
 static const char *MANIFEST =
     "{\"name\": \"toy\", \"modality\": \"CT\", \"format\": \"h5\",\n"
@@ -173,7 +155,7 @@ static void test_labeled_by_patient(void **state) {
 }
 
 static void test_write_and_load(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256];
     DaclDataset ds = {0}, back = {0};
     assert_int_equal(dacl_dataset_parse(MANIFEST, fx->dir, "m.json", &ds), DACL_OK);
@@ -222,7 +204,7 @@ static void put_case(const char *dir, const char *id, const uint16_t *stored, in
 }
 
 static void test_load_case(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256];
     PATH(p, fx->dir, "v");
     mkdir(p, 0755);
@@ -280,7 +262,7 @@ static void put_nifti(const char *dir, const char *rel, int v) {
 }
 
 static void test_init_ssl4mis(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256], msg[512];
     mkdirs(fx->dir, "v");
     const uint16_t lab[5] = {0, 1, 3, 0, 0};
@@ -320,7 +302,7 @@ static void test_init_ssl4mis(void **state) {
 }
 
 static void test_init_nnunet(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256], msg[512];
     mkdirs(fx->dir, "imagesTr"), mkdirs(fx->dir, "labelsTr"), mkdirs(fx->dir, "imagesTs");
     char rel[64];
@@ -378,7 +360,7 @@ static void test_init_nnunet(void **state) {
 }
 
 static void test_init_flat_and_elsewhere(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char data[256], out[256], msg[512], rel[64];
     PATH(data, fx->dir, "chaos");
     assert_int_equal(mkdir(data, 0755), 0);
@@ -424,11 +406,11 @@ int main(void) {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_labeled_by_patient),
-        cmocka_unit_test_setup_teardown(test_write_and_load, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_load_case, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_init_ssl4mis, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_init_nnunet, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_init_flat_and_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_and_load, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_load_case, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_init_ssl4mis, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_init_nnunet, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_init_flat_and_elsewhere, tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

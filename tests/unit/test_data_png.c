@@ -11,24 +11,6 @@
 
 #include "test_data_util.h"
 
-typedef struct {
-    char dir[64];
-} Fx;
-
-static int setup(void **state) {
-    Fx *fx = calloc(1, sizeof *fx);
-    tmp_dir(fx->dir, sizeof fx->dir);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fx *fx = *state;
-    rm_tree(fx->dir);
-    free(fx);
-    return 0;
-}
-
 /* Write a PNG of any kind: rows already packed as PNG wants them (big-endian 16-bit, 1/2/4-bit
  * samples packed MSB first). */
 static void raw_png(const char *path, int w, int h, int depth, int color, int interlace, const uint8_t *px,
@@ -55,7 +37,7 @@ static void raw_png(const char *path, int w, int h, int depth, int color, int in
 }
 
 static void test_round_trip(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256];
     uint8_t px[3 * 5];
     for (int i = 0; i < 15; i++) px[i] = (uint8_t)(i * 17);
@@ -85,7 +67,7 @@ static void test_round_trip(void **state) {
 }
 
 static void test_rgb(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256];
     /* grey pixels (r = g = b) stay their value; pure red is mostly dark */
     uint8_t rgb[2 * 2 * 3] = {10, 10, 10, 200, 200, 200, 255, 0, 0, 0, 0, 0};
@@ -103,7 +85,7 @@ static void test_rgb(void **state) {
 }
 
 static void test_bit_depths_and_palettes(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char p[256];
     DaclVolume img = {0};
     DaclLabelVolume lab = {0};
@@ -153,7 +135,7 @@ static void test_bit_depths_and_palettes(void **state) {
 }
 
 static void test_broken_files(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char good[256], p[256];
     uint8_t *px = malloc(64 * 64);
     unsigned x = 1; /* noise, so the compressed data is long enough to cut in the middle */
@@ -166,14 +148,7 @@ static void test_broken_files(void **state) {
     assert_int_equal(dacl_volume_alloc(&img, 1, 2, 2), DACL_OK);
     float *keep = img.data;
 
-    PATH(p, fx->dir, "missing.png");
-    assert_fails(dacl_png_read(p, &img), DACL_ENOTFOUND, p);
-    PATH(p, fx->dir, "garbage.png");
-    garbage_file(p, 3000);
-    assert_fails(dacl_png_read(p, &img), DACL_EFORMAT, p);
-    PATH(p, fx->dir, "empty.png");
-    write_file(p, "", 0);
-    assert_fails(dacl_png_read(p, &img), DACL_EFORMAT, p);
+    check_junk_files(fx->dir, "png", dacl_png_read, &img);
     /* cut in the header, in the pixel data, just before the end */
     const long cuts[3] = {20, 2000, -10};
     for (int c = 0; c < 3; c++) {
@@ -203,10 +178,10 @@ static void test_broken_files(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rgb, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bit_depths_and_palettes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_broken_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_rgb, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_bit_depths_and_palettes, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_broken_files, tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,24 +11,6 @@
 
 #include "test_data_util.h"
 
-typedef struct {
-    char dir[64];
-} Fx;
-
-static int setup(void **state) {
-    Fx *fx = calloc(1, sizeof *fx);
-    tmp_dir(fx->dir, sizeof fx->dir);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fx *fx = *state;
-    rm_tree(fx->dir);
-    free(fx);
-    return 0;
-}
-
 static double seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -54,7 +36,7 @@ static int has(char list[][16], int n, const char *p) {
 }
 
 static void test_acdc(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char src[512], out[256], msg[512];
     snprintf(src, sizeof src, "%s/acdc", DACL_SHARED_DATA);
     PATH(out, fx->dir, "acdc.json");
@@ -120,7 +102,7 @@ static void test_acdc(void **state) {
 }
 
 static void test_chaos(void **state) {
-    Fx *fx = *state;
+    TmpFx *fx = *state;
     char src[512], out[256], pred[256], msg[512];
     snprintf(src, sizeof src, "%s/chaos-t2", DACL_SHARED_DATA);
     if (access(src, R_OK) != 0) skip();
@@ -158,8 +140,8 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_acdc, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chaos, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acdc, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_chaos, tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

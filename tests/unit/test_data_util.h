@@ -34,6 +34,26 @@ static inline void rm_tree(const char *path) {
     }
 }
 
+/* The usual cmocka fixture: each test gets a fresh temporary folder, removed afterwards. */
+typedef struct {
+    char dir[64];
+} TmpFx;
+
+static inline int tmp_setup(void **state) {
+    TmpFx *fx = calloc(1, sizeof *fx);
+    if (!fx) return -1;
+    tmp_dir(fx->dir, sizeof fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static inline int tmp_teardown(void **state) {
+    TmpFx *fx = *state;
+    rm_tree(fx->dir);
+    free(fx);
+    return 0;
+}
+
 /* Number of entries in a folder (to check writers leave no temporary files behind). */
 static inline int count_entries(const char *dir) {
     DIR *d = opendir(dir);
@@ -95,6 +115,23 @@ static inline void garbage_file(const char *path, size_t n) {
     } while (0)
 
 #define PATH(buf, dir, name) assert_true(snprintf((buf), sizeof(buf), "%s/%s", (dir), (name)) < (int)sizeof(buf))
+
+/* A missing, an empty and a garbage "junk.<ext>" file each fail (ENOTFOUND, EFORMAT, EFORMAT)
+ * with a message naming the file, and leave *v as it was. */
+static inline void check_junk_files(const char *dir, const char *ext, int (*read)(const char *, DaclVolume *),
+                                    DaclVolume *v) {
+    char p[256];
+    DaclVolume before = *v;
+    assert_true(snprintf(p, sizeof p, "%s/missing.%s", dir, ext) < (int)sizeof p);
+    assert_fails(read(p, v), DACL_ENOTFOUND, p);
+    assert_true(snprintf(p, sizeof p, "%s/empty.%s", dir, ext) < (int)sizeof p);
+    write_file(p, "", 0);
+    assert_fails(read(p, v), DACL_EFORMAT, p);
+    assert_true(snprintf(p, sizeof p, "%s/garbage.%s", dir, ext) < (int)sizeof p);
+    garbage_file(p, 5000);
+    assert_fails(read(p, v), DACL_EFORMAT, p);
+    assert_memory_equal(v, &before, sizeof before);
+}
 
 /* A small labeled volume with distinct values everywhere, for round trips. */
 static inline void make_pair(DaclVolume *img, DaclLabelVolume *lab, int nz, int ny, int nx) {
