@@ -132,8 +132,8 @@ int dacl_label_write(const char *path, const DaclLabelVolume *lab, const DaclVol
  * any float or integer type (converted to float32); `label` any integer type, or float holding
  * integers, in 0..255. Both must be (Z, H, W) or (H, W); if both are read their shapes must match. */
 int dacl_h5_read(const char *path, DaclVolume *img, DaclLabelVolume *lab);
-/* Write `label` (uint8, gzip) and, if img is not NULL, `image` (float32, gzip) of the same shape.
- * Overwrites `path`. */
+/* Write `image` (float32) and/or `label` (uint8), either may be NULL but not both, same shape;
+ * chunked by slice, gzip'd. Replaces `path`. */
 int dacl_h5_write(const char *path, const DaclVolume *img, const DaclLabelVolume *lab);
 
 /* ---- NIfTI (libnifti2: NIfTI-1 and -2, .nii and .nii.gz) ---- */
