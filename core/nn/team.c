@@ -54,13 +54,14 @@ static const float *conv_input(const Job *j, int tid, int n) {
     const size_t HW = (size_t)j->H * j->W;
     uint32_t thresh = dacl_dropout_threshold(xf->p);
     float keep_scale = xf->p > 0.0f ? 1.0f / (1.0f - xf->p) : 1.0f;
+    const float slope = xf->slope;
     for (int c = 0; c < j->C; c++) {
-        const float *s = x + c * HW;
-        float *d = out + c * HW;
-        float sc = xf->scale[c], sh = xf->shift[c];
+        const float *restrict s = x + c * HW;
+        float *restrict d = out + c * HW;
+        const float sc = xf->scale[c], sh = xf->shift[c];
         for (size_t i = 0; i < HW; i++) {
             float z = s[i] * sc + sh;
-            d[i] = z > 0.0f ? z : z * xf->slope;
+            d[i] = z > 0.0f ? z : z * slope;
         }
         if (xf->p > 0.0f) {
             size_t base = n * chw + c * HW;
