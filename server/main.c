@@ -1,17 +1,12 @@
 /* dacld: the command-line tool and daemon. One table of subcommands; each
  * parses its own options and returns an exit status (0 ok, 1 failure, 2 usage). */
-#include <cjson/cJSON.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "dacl/error.h"
-#include "dacl/nn.h"
 #include "dacl/version.h"
 
-static int cmd_info(int argc, char **argv);
-
+/* One line per subcommand; each lives in server/cmd_<name>.c. */
 static const DaclCommand commands[] = {
     {"info", "print a model's size and memory plan as JSON", cmd_info},
 };
@@ -28,84 +23,6 @@ static void usage(FILE *f) {
             DACL_VERSION);
     for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'dacld <command> --help' describes a command's options.\n");
-}
-
-/* ------------------------------------------------------------- info -- */
-
-static void info_usage(FILE *f) {
-    fprintf(f,
-            "usage: dacld info --model unet [--in-channels N] [--classes N] [--batch N] [--patch P|HxW]\n"
-            "\n"
-            "Prints, as JSON, the U-Net's parameter count and the memory a training step\n"
-            "allocates (parameters, gradients, momentum, activations, workspace) for the\n"
-            "given batch and patch. Defaults: 1 input channel, 4 classes, batch 24, patch 256.\n");
-}
-
-static int cmd_info(int argc, char **argv) {
-    const char *model = NULL;
-    long in_ch = 1, classes = 4, batch = 24, ph = 256, pw = 256;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            info_usage(stdout);
-            return 0;
-        }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
-        if (!strcmp(a, "--model") && v)
-            model = v;
-        else if (!strcmp(a, "--in-channels") && v)
-            rc = cli_parse_long(a, v, 1, 64, &in_ch);
-        else if (!strcmp(a, "--classes") && v)
-            rc = cli_parse_long(a, v, 2, 255, &classes);
-        else if (!strcmp(a, "--batch") && v)
-            rc = cli_parse_long(a, v, 1, 4096, &batch);
-        else if (!strcmp(a, "--patch") && v)
-            rc = cli_parse_patch(a, v, &ph, &pw);
-        else {
-            fprintf(stderr, "dacld info: unknown option or missing value: %s\n", a);
-            info_usage(stderr);
-            return 2;
-        }
-        if (rc) return 2;
-        i++;
-    }
-    if (!model) {
-        fprintf(stderr, "dacld info: say what to describe: --model unet\n");
-        info_usage(stderr);
-        return 2;
-    }
-    if (strcmp(model, "unet")) {
-        fprintf(stderr, "dacld info: unknown model '%s' (known: unet)\n", model);
-        return 2;
-    }
-    DaclUNetConfig cfg = dacl_unet_default_config((int)in_ch, (int)classes);
-    DaclUNetSize sz;
-    if (dacl_unet_size(&cfg, (int)batch, (int)ph, (int)pw, &sz)) {
-        fprintf(stderr, "dacld info: %s\n", dacl_error_message());
-        return 1;
-    }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", "unet");
-    cJSON_AddNumberToObject(o, "in_channels", (double)in_ch);
-    cJSON_AddNumberToObject(o, "classes", (double)classes);
-    cJSON *wd = cJSON_AddArrayToObject(o, "widths");
-    for (int l = 0; l < DACL_UNET_LEVELS; l++) cJSON_AddItemToArray(wd, cJSON_CreateNumber(cfg.widths[l]));
-    cJSON_AddNumberToObject(o, "parameters", (double)sz.parameters);
-    cJSON_AddNumberToObject(o, "batch", (double)batch);
-    cJSON *p = cJSON_AddArrayToObject(o, "patch");
-    cJSON_AddItemToArray(p, cJSON_CreateNumber((double)ph));
-    cJSON_AddItemToArray(p, cJSON_CreateNumber((double)pw));
-    cJSON *b = cJSON_AddObjectToObject(o, "bytes");
-    cJSON_AddNumberToObject(b, "parameters_gradients_momentum_stats", (double)sz.param_bytes);
-    cJSON_AddNumberToObject(b, "activations", (double)sz.act_bytes);
-    cJSON_AddNumberToObject(b, "workspace", (double)sz.ws_bytes);
-    cJSON_AddNumberToObject(b, "total", (double)sz.total_bytes);
-    char *s = cJSON_Print(o);
-    puts(s ? s : "{}");
-    free(s);
-    cJSON_Delete(o);
-    return 0;
 }
 
 /* ------------------------------------------------------------- main -- */
