@@ -109,7 +109,8 @@ static void add_block(DaclUNet *m, Block *b, const char *prefix) {
 static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W) {
     if (cfg->in_channels < 1 || cfg->classes < 2 || cfg->classes > 255)
         return DACL_FAIL(DACL_EINVAL, "U-Net needs >= 1 input channel and 2..255 classes");
-    if (max_n < 1 || H < 16 || W < 16 || H % 16 || W % 16)
+    if (max_n < 1) return DACL_FAIL(DACL_EINVAL, "U-Net batch must be at least 1, got %d", max_n);
+    if (H < 16 || W < 16 || H % 16 || W % 16)
         return DACL_FAIL(DACL_EINVAL, "U-Net patch %dx%d must be a positive multiple of 16", H, W);
     for (int l = 0; l < DACL_UNET_LEVELS; l++)
         if (cfg->widths[l] < 1 || (l > 0 && cfg->widths[l] < cfg->widths[l - 1]) || cfg->dropout[l] < 0.0f || cfg->dropout[l] >= 1.0f)
