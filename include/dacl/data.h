@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dacl/nn.h" /* DaclRng, DaclPool */
+
 /* ---- formats ---- */
 
 typedef enum {
@@ -264,5 +266,40 @@ int dacl_dataset_path(const DaclDataset *ds, const char *rel, char *buf, size_t 
  * spacing override applied, intensity normalised. lab is left zeroed for an unlabeled case. */
 int dacl_dataset_load_case(const DaclDataset *ds, const DaclCase *c, DaclVolume *img,
                            DaclLabelVolume *lab);
+
+/* ---- Slices and augmentation ---- */
+
+/* Training works on 2D slices (method.md §4): every volume of a set of cases is cut along Z into
+ * (H, W) slices at their native size, held in memory once, and each sample is augmented and
+ * resized to the patch when a batch is drawn, as SSL4MIS's RandomGenerator does. */
+
+/* Nearest-neighbour resize exactly as scipy.ndimage.zoom(in, (oh/ih, ow/iw), order=0) (scipy
+ * 1.10: grid_mode False, mode 'constant'), which SSL4MIS uses in training and inference. Along
+ * each axis output index k reads input floor(k*z + 0.5), z = (in-1)/(out-1) in double (1 when
+ * out = 1). Where k*z rounds above in-1 (22 -> 154 at k = 153, 256 -> 12 at k = 11) scipy
+ * fills the row or column with 0, and so do these. in (ih, iw), out (oh, ow), row-major. */
+void dacl_resize_nearest_f32(float *out, int oh, int ow, const float *in, int ih, int iw);
+void dacl_resize_nearest_u8(uint8_t *out, int oh, int ow, const uint8_t *in, int ih, int iw);
+
+/* One sample's augmentation (SSL4MIS RandomGenerator), drawn or given. */
+typedef enum { DACL_AUG_NONE = 0, DACL_AUG_ROT_FLIP, DACL_AUG_ROTATE } DaclAugKind;
+typedef struct {
+    int kind;  /* DaclAugKind */
+    int k;     /* ROT_FLIP: np.rot90(x, k), k in 0..3, counter-clockwise in (H, W) */
+    int axis;  /* ROT_FLIP: then np.flip(x, axis), 0 (H) or 1 (W); -1: no flip (not drawn) */
+    int angle; /* ROTATE: degrees in -90..90 (drawn in -20..19) */
+} DaclAug;
+
+/* Draw as RandomGenerator: with p = .5 ROT_FLIP (k uniform in 0..3, axis in 0..1), else with
+ * p = .5 ROTATE (angle uniform in -20..19), else NONE. */
+void dacl_aug_draw(DaclAug *a, DaclRng *r);
+/* Augment one slice and resize it to the patch: oimg / olab (ph, pw) from img / lab (h, w);
+ * either pair may be NULL. ROT_FLIP is np.flip(np.rot90(x, k), axis); ROTATE is
+ * scipy.ndimage.rotate(x, angle, order=0, reshape=False) (about the centre, zero fill); then
+ * dacl_resize_nearest from the augmented size (H and W swapped by an odd k) to (ph, pw). Equal
+ * bit for bit to SSL4MIS on scipy 1.10 (tests/reference/make_resize_fixtures.py), as one gather
+ * with no intermediate image. DACL_EINVAL for a bad draw or size. */
+int dacl_aug_apply(const DaclAug *a, float *oimg, uint8_t *olab, int ph, int pw, const float *img,
+                   const uint8_t *lab, int h, int w);
 
 #endif
