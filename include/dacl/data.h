@@ -273,6 +273,45 @@ int dacl_dataset_load_case(const DaclDataset *ds, const DaclCase *c, DaclVolume 
  * (H, W) slices at their native size, held in memory once, and each sample is augmented and
  * resized to the patch when a batch is drawn, as SSL4MIS's RandomGenerator does. */
 
+/* The label of every pixel of a slice whose case has no label map. It is >= any class count, so
+ * dacl_ce_loss ignores it. */
+#define DACL_LABEL_NONE 255
+
+typedef struct {
+    size_t offset;  /* of the slice's first pixel in DaclSliceSet.image and .label */
+    int h, w;       /* native size */
+    int case_index; /* the case's index in the split the set was built from */
+    int z;          /* the slice's index in its volume */
+    int has_label;  /* 0: the case has no label map; its label pixels are DACL_LABEL_NONE */
+} DaclSlice;
+
+/* Every slice of a set of cases: images (as dacl_dataset_load_case returns them, normalised) in
+ * one float block, labels in one uint8 block, slice after slice, each (h, w) row-major. Zero-
+ * initialise before use. 5 bytes a pixel: ACDC's 140 training volumes are 1312 slices of 154x224
+ * up to 512x428, 72.1 M pixels, so the labeled and unlabeled sets together take 361 MB. */
+typedef struct {
+    int n;                     /* slices */
+    int max_h, max_w;          /* the largest native H and W */
+    size_t numel;              /* pixels, all slices */
+    float *image;              /* [numel] */
+    uint8_t *label;            /* [numel] */
+    DaclSlice *slices;         /* [n] */
+    size_t cap_px, cap_slices; /* allocated, for appending */
+} DaclSliceSet;
+
+/* Append every Z slice of img and of lab (same shape; NULL: no label map) to the set, tagged
+ * case_index. On failure the set is as it was. */
+int dacl_slices_add_volume(DaclSliceSet *set, const DaclVolume *img, const DaclLabelVolume *lab,
+                           int case_index);
+/* Load, with dacl_dataset_load_case, the cases of `split` (one of ds's) whose mask entry equals
+ * `select` (mask NULL: every case) and append their slices. The trainer builds two sets from
+ * dacl_dataset_labeled's mask: select 1 the labeled cases, select 0 the unlabeled ones. The label
+ * maps of unlabeled cases are kept when they exist (1 byte a pixel, for diagnostics such as the
+ * accuracy of pseudo-labels); no loss may use them. On failure the set is freed. */
+int dacl_slices_load(DaclSliceSet *set, const DaclDataset *ds, const DaclSplit *split,
+                     const uint8_t *mask, int select);
+void dacl_slices_free(DaclSliceSet *set);
+
 /* Nearest-neighbour resize exactly as scipy.ndimage.zoom(in, (oh/ih, ow/iw), order=0) (scipy
  * 1.10: grid_mode False, mode 'constant'), which SSL4MIS uses in training and inference. Along
  * each axis output index k reads input floor(k*z + 0.5), z = (in-1)/(out-1) in double (1 when
@@ -301,5 +340,73 @@ void dacl_aug_draw(DaclAug *a, DaclRng *r);
  * with no intermediate image. DACL_EINVAL for a bad draw or size. */
 int dacl_aug_apply(const DaclAug *a, float *oimg, uint8_t *olab, int ph, int pw, const float *img,
                    const uint8_t *lab, int h, int w);
+
+/* ---- Sampler ---- */
+
+/* Batches from two streams, SSL4MIS's TwoStreamBatchSampler made checkpointable: a batch is
+ * labeled_batch slices of the labeled set followed by batch - labeled_batch slices of the
+ * unlabeled set (SSL4MIS: 12 + 12). Each stream walks a random permutation of its slices and
+ * takes the next one when it is used up. Permutation e of stream s is a pure function of
+ * (seed, s, e), and the augmentation of slot b of batch t one of (seed, t, b), so the whole state
+ * is a few counters (DaclSamplerState) and a batch does not depend on the number of threads.
+ *
+ * Epochs. continuous = 0 follows SSL4MIS: an epoch of the labeled stream is
+ * floor(n_labeled / labeled_batch) batches from one permutation, the rest of it dropped; the
+ * unlabeled stream runs from permutation to permutation (a batch may span two) and starts a new
+ * one with every labeled epoch (SSL4MIS builds both iterators anew per epoch). continuous = 1:
+ * both streams run on independently, batches spanning permutations, so every slice appears
+ * exactly once in each n consecutive draws of its stream (n = its slices).
+ *
+ * Without unlabeled slices (fully supervised) labeled_batch must equal batch. */
+typedef struct {
+    int batch, labeled_batch; /* 1 <= labeled_batch <= batch */
+    int ph, pw;               /* patch (SSL4MIS: 256 x 256) */
+    uint64_t seed;
+    int continuous; /* 0: SSL4MIS epochs (above); 1: streams wrap independently */
+    int no_augment; /* 1: resize only */
+} DaclSamplerConfig;
+
+#define DACL_SAMPLER_STATE_VERSION 1
+
+/* Everything that changes while sampling, and the configuration it belongs to (checked on
+ * restore). Plain data without padding: a checkpoint stores its bytes. */
+typedef struct {
+    uint32_t version; /* DACL_SAMPLER_STATE_VERSION */
+    int32_t continuous, no_augment;
+    int32_t batch, labeled_batch, ph, pw;
+    int32_t pad_; /* 0 */
+    uint64_t seed;
+    int64_t n_slices[2]; /* of the labeled, unlabeled set */
+    uint64_t iteration;  /* batches drawn so far */
+    uint64_t epoch[2];   /* per stream: the permutation being walked */
+    uint64_t pos[2];     /* per stream: the next position in it */
+} DaclSamplerState;
+
+typedef struct {
+    DaclSamplerConfig cfg;
+    const DaclSliceSet *set[2]; /* labeled, unlabeled (NULL when batch == labeled_batch) */
+    DaclSamplerState st;        /* save: copy it; restore: dacl_sampler_restore */
+    int32_t *perm[2];           /* each stream's current permutation, rebuilt from st */
+    int32_t *pick;              /* [batch] the slices of the batch being filled */
+    DaclPool *pool;             /* may be set by the caller (not owned); NULL: one thread */
+} DaclSampler;
+
+/* The sets must outlive the sampler and stay unchanged. unl may be NULL or empty only if
+ * labeled_batch == batch. DACL_EINVAL for a bad configuration, a labeled slice without a label,
+ * or (continuous = 0) fewer labeled slices than labeled_batch. */
+int dacl_sampler_init(DaclSampler *s, const DaclSliceSet *lab, const DaclSliceSet *unl,
+                      const DaclSamplerConfig *cfg);
+void dacl_sampler_free(DaclSampler *s);
+/* Draw the next batch: x [batch, 1, ph, pw], y [batch, ph, pw]; slices (may be NULL) [batch]
+ * gets each sample's slice index in its set (the labeled set for b < labeled_batch, else the
+ * unlabeled one). The unlabeled part of y holds those cases' own labels when they have any
+ * (DACL_LABEL_NONE otherwise), for diagnostics only: the trainer must not use it in a loss. */
+int dacl_sampler_next(DaclSampler *s, float *x, uint8_t *y, int32_t *slices);
+/* The augmentation of slot b of batch `iteration` under `seed` (what dacl_sampler_next applies;
+ * NONE when no_augment). */
+void dacl_sampler_aug(uint64_t seed, uint64_t iteration, int slot, DaclAug *a);
+/* Continue from a saved state: DACL_EINVAL, naming the field, if it is not one of this
+ * sampler's (version, configuration, set sizes, positions); the sampler is unchanged then. */
+int dacl_sampler_restore(DaclSampler *s, const DaclSamplerState *st);
 
 #endif
