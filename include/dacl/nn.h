@@ -223,4 +223,56 @@ void dacl_sgd_step(float *w, const float *g, float *buf, size_t n, float lr, flo
 /* poly schedule: base * (1 - t/t_max)^power */
 double dacl_poly_lr(double base, long t, long t_max, double power);
 
+/* ---------------------------------------------------------- model files -- */
+
+/* A model file holds one U-Net: configuration, tensor table, parameters, BN
+ * running statistics and optional JSON metadata. Little-endian throughout:
+ *
+ *   file     "DACLMODL" | u32 version (1) | u32 0 | u64 P | model section (P bytes)
+ *            | u64 FNV-1a 64 of every byte before it
+ *   section  u32 section version (1) | u32 flags (bit 0: momentum stored)
+ *            | i32 in_channels, classes, widths[5] | f32 dropout[5]
+ *            | i32 patch h, w (the plan it was saved from)
+ *            | u32 tensors | per tensor: u32 kind, ndim, shape[4] (unused 0), name length L, name
+ *            | u64 parameters, BN statistics
+ *            | f32 parameters | f32 momentum (if flagged) | f32 BN statistics
+ *            | u32 M | M bytes of JSON metadata (M = 0: none)
+ *
+ * The section is what a training checkpoint embeds (once per model), so it
+ * has its own version and can carry the momentum; a model file is the
+ * section alone under a header and a checksum. The tensor table is stored
+ * to refuse a file whose architecture differs from the one its
+ * configuration builds, naming the first tensor that differs. */
+
+#define DACL_MODEL_VERSION 1
+#define DACL_MODEL_SECTION_VERSION 1
+#define DACL_MODEL_MOMENTUM 1u /* section flag: the momentum block follows the parameters */
+
+/* FNV-1a, 64-bit, continuing from h (start with DACL_FNV1A64_INIT). */
+#define DACL_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t dacl_fnv1a64(uint64_t h, const void *data, size_t n);
+/* FNV-1a 64 of the parameters then the BN statistics as stored in memory:
+ * equal hashes mean bit-identical weights (for tests and logs). */
+uint64_t dacl_unet_weights_hash(DaclUNet *m);
+
+/* Bytes of m's model section with `json_meta` (may be NULL) and `flags`. */
+size_t dacl_unet_section_bytes(DaclUNet *m, const char *json_meta, unsigned flags);
+/* Write the section into buf[n] (n >= dacl_unet_section_bytes). */
+int dacl_unet_section_write(DaclUNet *m, const char *json_meta, unsigned flags, void *buf, size_t n);
+/* Build a model from the section at the start of buf[n]: planned for batches
+ * of max_n at h x w (h = w = 0: the patch it was saved with). `what` names
+ * the source in errors (a path). *used (may be NULL) gets the section's
+ * length; *json_meta_out (may be NULL) a malloc'd NUL-terminated copy of the
+ * metadata, or NULL if there is none. Outputs are set only on success. */
+int dacl_unet_section_read(const void *buf, size_t n, const char *what, int max_n, int h, int w,
+                           DaclUNet **out, char **json_meta_out, size_t *used);
+
+/* Save m (no momentum) to `path`: written to a temporary file in the same
+ * folder, fsynced and renamed, so `path` is never half-written. */
+int dacl_unet_save(DaclUNet *m, const char *path, const char *json_meta);
+/* Load a model file (see dacl_unet_section_read for max_n, h, w and the
+ * outputs). A truncated, corrupt (checksum), foreign (magic) or newer
+ * (version) file is DACL_EFORMAT with a message naming it. */
+int dacl_unet_load(const char *path, int max_n, int h, int w, DaclUNet **out, char **json_meta_out);
+
 #endif
