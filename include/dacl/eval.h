@@ -1,4 +1,4 @@
-/* Evaluation: segmentation metrics (and, later, inference).
+/* Evaluation: segmentation metrics and volume inference.
  *
  * Shapes: a volume is (Z, H, W) = (nz, ny, nx), row-major, x fastest, one uint8
  * label per voxel. Spacing, where given, is in the same (z, y, x) order. */
@@ -7,6 +7,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dacl/data.h"
+#include "dacl/nn.h"
 
 struct cJSON;
 
@@ -98,5 +101,50 @@ int dacl_metrics_to_json(const DaclClassMetrics *m, int n, const DaclMetricsMean
  * dacl_edt_scratch_bytes(nz, ny, nx) bytes, suitably aligned for double. */
 size_t dacl_edt_scratch_bytes(int nz, int ny, int nx);
 int dacl_edt_sq(double *f, int nz, int ny, int nx, const double spacing[3], void *scratch);
+
+/* ======================================================================== */
+/* Inference                                                                */
+/* ======================================================================== */
+/*
+ * SSL4MIS test_single_volume, slice by slice: each (H, W) slice of a (Z, H, W)
+ * volume is resized to the model's patch (PH, PW) by nearest neighbour
+ * (dacl_resize_nearest_f32, bit-exact to scipy.ndimage.zoom order 0 as SSL4MIS
+ * calls it), run through the U-Net in eval mode (BN running statistics, no
+ * dropout) in batches of up to dacl_unet_max_batch slices, argmax'd over the
+ * classes (the first of equal maxima), and the (PH, PW) label map is resized
+ * back to (H, W) the same way.
+ *
+ * The model runs on its own thread team (dacl_unet_set_pool); it must have
+ * one input channel. Labels do not depend on the thread count.
+ */
+
+/* pred gets a (Z, H, W) label volume with img's geometry (spacing, format,
+ * NIfTI header), replacing what it held; on failure it is left as it was.
+ * in: the intensity handling to apply to (a copy of) img first, as the
+ * training data had it (per-volume min-max, CT window); NULL if the caller
+ * has normalised img already (dacl_dataset_load_case does). */
+int dacl_infer_volume(DaclUNet *m, const DaclVolume *img, const DaclIntensity *in,
+                      DaclLabelVolume *pred);
+
+/* Load case c of ds (dacl_dataset_load_case: the dataset's intensity
+ * handling), predict it and score it against its label: out[classes - 1] for
+ * the model's foreground classes. mm != 0: distances in mm (DACL_EINVAL if the
+ * case has no spacing). pred (may be NULL) receives the prediction. */
+int dacl_eval_case(DaclUNet *m, const DaclDataset *ds, const DaclCase *c, int mm,
+                   DaclClassMetrics *out, DaclLabelVolume *pred);
+
+/* The JSON metadata a model file carries for inference (all fields optional):
+ *   {"dataset": "acdc", "modality": "MRI" | "CT",
+ *    "labels": {"background": 0, "RV": 1, ...},
+ *    "intensity": {"clip": [lo, hi] | null, "minmax": true | false}}
+ * "intensity" is spelled as in the dataset manifest; without it a model is
+ * taken to want per-volume min-max and no clip. Other fields are kept and
+ * ignored (training adds its own). */
+
+/* The metadata for a model trained on ds (malloc'd JSON text). */
+int dacl_model_meta_from_dataset(const DaclDataset *ds, char **json);
+/* The intensity handling the metadata asks for (json may be NULL: the
+ * default). DACL_EFORMAT naming `what` if it is malformed. */
+int dacl_model_meta_intensity(const char *json, const char *what, DaclIntensity *out);
 
 #endif
