@@ -17,5 +17,18 @@ int cli_parse_patch(const char *opt, const char *val, long *h, long *w);
 /* The subcommands (server/cmd_<name>.c): argv[0] is the command name;
  * return 0 on success, 1 on failure, 2 on a usage error. */
 int cmd_info(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+
+/* A model file opened for inference (cmd_predict.c; evaluate uses it too):
+ * planned for batches of `batch` slices at its saved patch, on a team of
+ * `threads`. Returns a DACL_* code (message in dacl_error_message()). */
+typedef struct {
+    struct DaclUNet *model;
+    struct DaclPool *pool; /* NULL for one thread */
+    char *meta;            /* its JSON metadata, or NULL */
+} CliModel;
+int cli_model_open(const char *path, int batch, int threads, CliModel *cm);
+void cli_model_close(CliModel *cm);
 
 #endif

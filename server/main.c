@@ -9,6 +9,8 @@
 /* One line per subcommand; each lives in server/cmd_<name>.c. */
 static const DaclCommand commands[] = {
     {"info", "print a model's size and memory plan as JSON", cmd_info},
+    {"predict", "segment a volume or slice with a model file", cmd_predict},
+    {"evaluate", "score a model on a dataset split (Dice, Jaccard, HD95, ASD)", cmd_evaluate},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
