@@ -298,41 +298,51 @@ int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const Da
 
 /* ---- writing ---- */
 
-/* The output header: a copy of `src`'s (or a fresh one from lab's spacing), made uint8 label
- * data of lab's shape, in a single-file NIfTI of the same version. */
-static int label_header(const char *path, const DaclLabelVolume *lab, const nifti_image *src,
-                        nifti_image **out) {
+/* What a writer puts on disk: a (Z, H, W) volume of one NIfTI datatype and the geometry it comes
+ * with (a header to copy, else its spacing). */
+typedef struct {
+    int nz, ny, nx;
+    const double *spacing; /* (z, y, x) mm, or NULL */
+    const nifti_image *src;
+    int datatype, nbyper, intent;
+    const void *data; /* [nz][ny][nx] of `datatype` */
+} OutVolume;
+
+/* The output header: a copy of `src`'s (or a fresh one from the spacing), made of the volume's
+ * datatype and shape, in a single-file NIfTI of the same version. */
+static int out_header(const char *path, const OutVolume *v, nifti_image **out) {
     nifti_image *nim;
+    const nifti_image *src = v->src;
     if (src) {
-        if (src->nx != lab->nx || src->ny != lab->ny || src->nz != lab->nz ||
+        if (src->nx != v->nx || src->ny != v->ny || src->nz != v->nz ||
             src->nt * src->nu * src->nv * src->nw != 1)
             return DACL_FAIL(DACL_EINVAL,
-                             "%s: label map (%d, %d, %d) does not fit the NIfTI header (i, j, k) = (%lld, %lld, %lld)",
-                             path, lab->nz, lab->ny, lab->nx, (long long)src->nx, (long long)src->ny,
+                             "%s: volume (%d, %d, %d) does not fit the NIfTI header (i, j, k) = (%lld, %lld, %lld)",
+                             path, v->nz, v->ny, v->nx, (long long)src->nx, (long long)src->ny,
                              (long long)src->nz);
         if (!(nim = nifti_copy_nim_info(src))) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
         nifti_free_extensions(nim);
     } else {
-        const int64_t dims[8] = {3, lab->nx, lab->ny, lab->nz, 1, 1, 1, 1};
-        if (!(nim = nifti_make_new_nim(dims, DT_UINT8, 0)))
+        const int64_t dims[8] = {3, v->nx, v->ny, v->nz, 1, 1, 1, 1};
+        if (!(nim = nifti_make_new_nim(dims, v->datatype, 0)))
             return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-        if (lab->has_spacing) {
-            nim->dx = nim->pixdim[1] = lab->spacing[2];
-            nim->dy = nim->pixdim[2] = lab->spacing[1];
-            nim->dz = nim->pixdim[3] = lab->spacing[0];
+        if (v->spacing) {
+            nim->dx = nim->pixdim[1] = v->spacing[2];
+            nim->dy = nim->pixdim[2] = v->spacing[1];
+            nim->dz = nim->pixdim[3] = v->spacing[0];
         }
         nim->xyz_units = NIFTI_UNITS_MM;
         nim->qform_code = nim->sform_code = NIFTI_XFORM_UNKNOWN;
         nim->nifti_type = NIFTI_FTYPE_NIFTI1_1;
     }
-    nim->datatype = DT_UINT8;
-    nim->nbyper = 1;
+    nim->datatype = v->datatype;
+    nim->nbyper = v->nbyper;
     nim->swapsize = 0;
-    nim->nvox = (int64_t)lab->nz * lab->ny * lab->nx;
+    nim->nvox = (int64_t)v->nz * v->ny * v->nx;
     nim->scl_slope = 0.0;
     nim->scl_inter = 0.0;
     nim->cal_min = nim->cal_max = 0.0;
-    nim->intent_code = NIFTI_INTENT_LABEL;
+    nim->intent_code = v->intent;
     nim->intent_p1 = nim->intent_p2 = nim->intent_p3 = 0.0;
     memset(nim->intent_name, 0, sizeof nim->intent_name);
     /* one file, data right after the header and the 4-byte extension flag */
@@ -359,11 +369,10 @@ static int out_write(int fd, gzFile gz, const void *buf, size_t n) {
     return 0;
 }
 
-int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const DaclNiftiHeader *hdr) {
-    const DaclNiftiHeader *h = hdr ? hdr : lab->nifti;
+static int nifti_write(const char *path, const OutVolume *v) {
     nifti_image *nim = NULL;
     pthread_once(&quiet_once, nifti_quiet_init);
-    DACL_TRY(label_header(path, lab, h ? h->nim : NULL, &nim));
+    DACL_TRY(out_header(path, v, &nim));
 
     /* the raw header, native byte order (readers detect it from sizeof_hdr) */
     nifti_1_header h1;
@@ -390,10 +399,24 @@ int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const D
     static const char no_extensions[4] = {0, 0, 0, 0};
     errno = 0;
     int bad = out_write(fd, gz, hbytes, hsize) || out_write(fd, gz, no_extensions, 4) ||
-              out_write(fd, gz, lab->data, dacl_label_numel(lab));
+              out_write(fd, gz, v->data, (size_t)v->nz * v->ny * v->nx * (size_t)v->nbyper);
     int e = errno;
     /* closing flushes the gzip stream: a full disk can show up only here */
     if (gz ? gzclose(gz) != Z_OK : close(fd) != 0) bad = 1, e = e ? e : errno;
     if (bad) rc = DACL_FAIL(DACL_EIO, "%s: write failed: %s", path, e ? strerror(e) : "gzip error");
     return dacl_tmp_finish(&tmp, path, rc, 1);
+}
+
+int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const DaclNiftiHeader *hdr) {
+    const DaclNiftiHeader *h = hdr ? hdr : lab->nifti;
+    OutVolume v = {lab->nz, lab->ny, lab->nx, lab->has_spacing ? lab->spacing : NULL, h ? h->nim : NULL,
+                   DT_UINT8, 1, NIFTI_INTENT_LABEL, lab->data};
+    return nifti_write(path, &v);
+}
+
+int dacl_nifti_write_image(const char *path, const DaclVolume *img, const DaclNiftiHeader *hdr) {
+    const DaclNiftiHeader *h = hdr ? hdr : img->nifti;
+    OutVolume v = {img->nz, img->ny, img->nx, img->has_spacing ? img->spacing : NULL, h ? h->nim : NULL,
+                   DT_FLOAT32, 4, NIFTI_INTENT_NONE, img->data};
+    return nifti_write(path, &v);
 }

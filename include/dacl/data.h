@@ -151,6 +151,9 @@ int dacl_nifti_read_label(const char *path, DaclLabelVolume *lab);
  * (i, j, k) dimensions must equal lab's (W, H, Z). gzip if `path` ends in .gz. Header
  * extensions are not copied. */
 int dacl_nifti_write_label(const char *path, const DaclLabelVolume *lab, const DaclNiftiHeader *hdr);
+/* Write an image as float32, header as for dacl_nifti_write_label (hdr, else img->nifti, else a
+ * fresh one with img's spacing), without scaling; intent none. */
+int dacl_nifti_write_image(const char *path, const DaclVolume *img, const DaclNiftiHeader *hdr);
 
 /* ---- PNG (libpng) ---- */
 
