@@ -412,4 +412,44 @@ void dacl_sampler_aug(uint64_t seed, uint64_t iteration, int slot, DaclAug *a);
  * sampler's (version, configuration, set sizes, positions); the sampler is unchanged then. */
 int dacl_sampler_restore(DaclSampler *s, const DaclSamplerState *st);
 
+/* ---- Phantoms: synthetic datasets that need no download ---- */
+
+/* Two kinds, each with the labels of the dataset it stands in for:
+ *   cardiac: short-axis cine-MRI-like stacks (ACDC): 0 background, 1 RV, 2 Myo, 3 LV.
+ *   abdomen: axial T2-MRI-like volumes (CHAOS): 0 background, 1 liver, 2 right kidney,
+ *            3 left kidney, 4 spleen. */
+typedef enum { DACL_PHANTOM_CARDIAC = 0, DACL_PHANTOM_ABDOMEN } DaclPhantomKind;
+
+/* Cases generated for a "phantom:<kind>" dataset path. */
+#define DACL_PHANTOM_CASES 20
+
+typedef struct {
+    int size;  /* in-plane H = W in pixels, 16..1024; 0: 128. The field of view is fixed in mm, so
+                  size sets the resolution (spacing), not the anatomy */
+    int force; /* write into a non-empty out_dir, replacing files of the same names */
+} DaclPhantomOptions;
+
+/* "cardiac" / "abdomen". */
+const char *dacl_phantom_kind_name(DaclPhantomKind kind);
+/* 1 and *kind if `name` is a kind's name, else 0. */
+int dacl_phantom_kind_parse(const char *name, DaclPhantomKind *kind);
+/* Whether a dataset path is a phantom spec: 1 (and *kind) for "phantom:cardiac" or
+ * "phantom:abdomen"; 0 if it does not start with "phantom:" (a real path); -1, with an EINVAL
+ * message listing the kinds, for "phantom:" followed by anything else. */
+int dacl_phantom_parse_spec(const char *path, DaclPhantomKind *kind);
+
+/* Case `index` of a phantom in memory: img float32 MRI magnitudes (Rician noise, integers >= 0,
+ * not normalised), lab its labels, both (Z, H, W) with spacing. A pure function of
+ * (kind, seed, index, size): case k is the same whatever the number of cases generated. */
+int dacl_phantom_case(DaclPhantomKind kind, uint64_t seed, int index, int size, DaclVolume *img,
+                      DaclLabelVolume *lab);
+
+/* Write `cases` (>= 2) phantom cases into out_dir (created, with its parents, if missing):
+ * images/caseNNN.nii.gz, labels/caseNNN.nii.gz and dataset.json (modality MRI, the last
+ * max(1, cases / 5) cases in val, the rest in train, label_order = train order). Refuses
+ * (DACL_EEXIST) a non-empty out_dir unless opt->force; never deletes anything. The manifest is
+ * written last, so a folder with one is complete. Same arguments, same bytes. opt may be NULL. */
+int dacl_phantom_write(const char *out_dir, DaclPhantomKind kind, int cases, uint64_t seed,
+                       const DaclPhantomOptions *opt);
+
 #endif
