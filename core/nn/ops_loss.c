@@ -35,8 +35,10 @@ double dacl_ce_loss(float *dlogits, const float *probs, const uint8_t *labels, i
         for (int i = 0; i < HW; i++) {
             if (t[i] >= NC) continue;
             /* probabilities underflow to 0 only for hopeless pixels; clamp so
-             * the loss stays finite (PyTorch uses log_softmax, same limit) */
-            loss -= log(fmax((double)p[(size_t)t[i] * HW + i], 1e-30));
+             * the loss stays finite (PyTorch uses log_softmax, same limit),
+             * but let a NaN through: fmax would hide it */
+            double pv = p[(size_t)t[i] * HW + i];
+            loss -= log(isnan(pv) ? pv : fmax(pv, 1e-30));
             count++;
         }
     }
