@@ -9,6 +9,9 @@
 /* One line per subcommand; each lives in server/cmd_<name>.c. */
 static const DaclCommand commands[] = {
     {"info", "print a model's size and memory plan as JSON", cmd_info},
+    {"phantom", "write a synthetic cardiac or abdominal MRI dataset", cmd_phantom},
+    {"dataset", "write a manifest for a dataset folder (init) or summarise one (show)", cmd_dataset},
+    {"metrics", "Dice, Jaccard, HD95 and ASD of a label map against the ground truth", cmd_metrics},
     {"predict", "segment a volume or slice with a model file", cmd_predict},
     {"evaluate", "score a model on a dataset split (Dice, Jaccard, HD95, ASD)", cmd_evaluate},
 };
