@@ -1,0 +1,468 @@
+/* The training loop: supervised (one U-Net) and CPS co-training (two),
+ * method.md §2 and §4, with validation, checkpoints and exact resume.
+ *
+ * One iteration: draw a batch (labeled_batch labeled + the rest unlabeled),
+ * forward every model, losses, one backward per model, one SGD step each
+ * (poly learning rate), then events. Everything that changes is in the
+ * models (parameters, momentum, BN statistics), the sampler's counters and
+ * the iteration number; dropout masks are keyed by (seed, iteration, model).
+ * That is what a checkpoint stores, so a resumed run is bit-identical. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "dacl/error.h"
+#include "dacl/eval.h"
+#include "dacl/method.h"
+#include "dacl/train.h"
+
+#define MAX_METRICS 16
+
+struct DaclTrainer {
+    DaclJobConfig cfg;
+    char config_hash[17];
+    char *config_json;
+    char work_dir[4096];
+    DaclDataset ds;
+    DaclSliceSet lab, unl;
+    DaclSampler sampler;
+    DaclPool *pool;
+    int nmodels, classes, B, L, ph, pw;
+    DaclUNet *net[2];
+    float *x, *probs[2], *dlogits[2];
+    uint8_t *y, *pseudo[2];
+    float *bn_saved[2]; /* BN statistics before a forward, to undo a non-finite step */
+    long iter;
+    double best_dice;
+    long best_iter;
+    int best_model;
+    int nval;
+    DaclVolume *val_img;
+    DaclLabelVolume *val_lab;
+};
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static void sink_log(const DaclSink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sink_log(const DaclSink *s, const char *fmt, ...) {
+    if (!s || !s->log) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    s->log(s->ctx, buf);
+}
+
+/* ------------------------------------------------------------ set-up -- */
+
+static int make_dir(const char *path) {
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) return DACL_OK;
+    return DACL_FAIL(DACL_EIO, "%s: cannot create the folder: %s", path, strerror(errno));
+}
+
+/* A folder with a manifest, or a phantom generated once into work_dir. */
+static int open_dataset(DaclTrainer *t, const char *data_root) {
+    const char *path = t->cfg.dataset.path;
+    DaclPhantomKind kind;
+    int ph = dacl_phantom_parse_spec(path, &kind);
+    if (ph < 0) return dacl_error_code();
+    char dir[4096 + 64];
+    if (ph == 1) {
+        snprintf(dir, sizeof dir, "%s/phantom-%s", t->work_dir, dacl_phantom_kind_name(kind));
+        char manifest[sizeof dir + 32];
+        snprintf(manifest, sizeof manifest, "%s/%s", dir, DACL_MANIFEST);
+        struct stat st;
+        if (stat(manifest, &st) != 0) {
+            /* the same phantom for every job, so runs on it compare */
+            DaclPhantomOptions opt = {.size = 128, .force = 1};
+            DACL_TRY(dacl_phantom_write(dir, kind, DACL_PHANTOM_CASES,
+                                        1000 + (uint64_t)t->cfg.dataset.split_seed, &opt));
+        }
+    } else if (path[0] == '/' || !data_root) {
+        snprintf(dir, sizeof dir, "%s", path);
+    } else {
+        snprintf(dir, sizeof dir, "%s/%s", data_root, path);
+    }
+    return dacl_dataset_load(dir, &t->ds);
+}
+
+static int load_data(DaclTrainer *t) {
+    const DaclDataset *ds = &t->ds;
+    uint8_t *mask = calloc((size_t)ds->train.n + 1, 1);
+    if (!mask) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    int ncases = 0;
+    int rc = dacl_dataset_labeled(ds, t->cfg.dataset.labeled, mask, &ncases);
+    if (rc == DACL_OK) rc = dacl_slices_load(&t->lab, ds, &ds->train, mask, 1);
+    if (rc == DACL_OK && t->nmodels == 2) {
+        rc = dacl_slices_load(&t->unl, ds, &ds->train, mask, 0);
+        if (rc == DACL_OK && t->unl.n == 0)
+            rc = DACL_FAIL(DACL_EINVAL,
+                           "dataset.labeled: all %d training patients are labeled, so %s has no "
+                           "unlabeled data; label fewer or use method.name = supervised",
+                           dacl_dataset_train_patients(ds), dacl_method_name(t->cfg.method.name));
+    }
+    free(mask);
+    DACL_TRY(rc);
+    if (ds->val.n == 0) return DACL_FAIL(DACL_EINVAL, "%s: the dataset has no validation cases", ds->name);
+    t->nval = ds->val.n;
+    t->val_img = calloc((size_t)t->nval, sizeof *t->val_img);
+    t->val_lab = calloc((size_t)t->nval, sizeof *t->val_lab);
+    if (!t->val_img || !t->val_lab) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    for (int i = 0; i < t->nval; i++)
+        DACL_TRY(dacl_dataset_load_case(ds, &ds->val.cases[i], &t->val_img[i], &t->val_lab[i]));
+    return DACL_OK;
+}
+
+static int alloc_buffers(DaclTrainer *t) {
+    size_t px = (size_t)t->B * t->ph * t->pw;
+    t->x = malloc(px * sizeof(float));
+    t->y = malloc(px);
+    if (!t->x || !t->y) return DACL_FAIL(DACL_ENOMEM, "out of memory for the batch");
+    for (int m = 0; m < t->nmodels; m++) {
+        t->probs[m] = malloc(px * t->classes * sizeof(float));
+        t->dlogits[m] = malloc(px * t->classes * sizeof(float));
+        t->pseudo[m] = malloc(px);
+        t->bn_saved[m] = malloc(dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+        if (!t->probs[m] || !t->dlogits[m] || !t->pseudo[m] || !t->bn_saved[m])
+            return DACL_FAIL(DACL_ENOMEM, "out of memory for the batch");
+    }
+    return DACL_OK;
+}
+
+static int trainer_setup(DaclTrainer *t, const char *data_root) {
+    const DaclJobConfig *c = &t->cfg;
+    DACL_TRY(make_dir(t->work_dir));
+    t->nmodels = c->method.name == DACL_METHOD_SUPERVISED ? 1 : 2;
+    t->L = c->train.labeled_batch;
+    t->B = t->nmodels == 1 ? t->L : c->train.batch; /* supervised draws labeled images only */
+    t->ph = c->train.patch[0];
+    t->pw = c->train.patch[1];
+    t->best_dice = -1.0;
+    t->best_iter = -1;
+    DACL_TRY(open_dataset(t, data_root));
+    if (t->ds.n_labels < 2) return DACL_FAIL(DACL_EINVAL, "%s: fewer than 2 labels", t->ds.name);
+    t->classes = t->ds.labels[t->ds.n_labels - 1].value + 1;
+    DACL_TRY(load_data(t));
+    DACL_TRY(dacl_pool_create(&t->pool, c->train.threads));
+    DaclSamplerConfig sc = {.batch = t->B, .labeled_batch = t->L, .ph = t->ph, .pw = t->pw,
+                            .seed = c->train.seed};
+    DACL_TRY(dacl_sampler_init(&t->sampler, &t->lab, t->nmodels == 2 ? &t->unl : NULL, &sc));
+    t->sampler.pool = t->pool;
+    DaclUNetConfig uc = dacl_unet_default_config(1, t->classes);
+    for (int m = 0; m < t->nmodels; m++) {
+        DACL_TRY(dacl_unet_create(&t->net[m], &uc, t->B, t->ph, t->pw));
+        DACL_TRY(dacl_unet_set_pool(t->net[m], t->pool));
+        DaclRng rng; /* the two models start from different seeds (CPS) */
+        dacl_rng_seed(&rng, dacl_hash64(c->train.seed * 2 + (uint64_t)m));
+        dacl_unet_init(t->net[m], &rng);
+    }
+    return alloc_buffers(t);
+}
+
+int dacl_trainer_create(DaclTrainer **out, const DaclJobConfig *cfg, const char *data_root,
+                        const char *work_dir) {
+    *out = NULL;
+    DaclTrainer *t = calloc(1, sizeof *t);
+    if (!t) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    t->cfg = *cfg;
+    dacl_config_hash(cfg, t->config_hash);
+    t->config_json = dacl_config_to_json(cfg);
+    if (snprintf(t->work_dir, sizeof t->work_dir, "%s", work_dir) >= (int)sizeof t->work_dir) {
+        free(t->config_json);
+        free(t);
+        return DACL_FAIL(DACL_EINVAL, "work folder path too long");
+    }
+    int rc = t->config_json ? trainer_setup(t, data_root) : DACL_FAIL(DACL_ENOMEM, "out of memory");
+    if (rc) {
+        dacl_trainer_free(t);
+        return rc;
+    }
+    *out = t;
+    return DACL_OK;
+}
+
+void dacl_trainer_free(DaclTrainer *t) {
+    if (!t) return;
+    for (int m = 0; m < 2; m++) {
+        dacl_unet_free(t->net[m]);
+        free(t->probs[m]);
+        free(t->dlogits[m]);
+        free(t->pseudo[m]);
+        free(t->bn_saved[m]);
+    }
+    for (int i = 0; i < t->nval; i++) {
+        if (t->val_img) dacl_volume_free(&t->val_img[i]);
+        if (t->val_lab) dacl_label_free(&t->val_lab[i]);
+    }
+    free(t->val_img);
+    free(t->val_lab);
+    dacl_sampler_free(&t->sampler);
+    dacl_slices_free(&t->lab);
+    dacl_slices_free(&t->unl);
+    dacl_dataset_free(&t->ds);
+    dacl_pool_free(t->pool);
+    free(t->x);
+    free(t->y);
+    free(t->config_json);
+    free(t);
+}
+
+long dacl_trainer_iteration(const DaclTrainer *t) { return t->iter; }
+
+DaclUNet *dacl_trainer_model(DaclTrainer *t, int m) {
+    return m >= 0 && m < t->nmodels ? t->net[m] : NULL;
+}
+
+/* -------------------------------------------------------- checkpoints -- */
+
+static int save(DaclTrainer *t, const char *name) {
+    char path[sizeof t->work_dir + 32];
+    snprintf(path, sizeof path, "%s/%s", t->work_dir, name);
+    DaclCheckpoint ck = {.models = t->nmodels, .iteration = t->iter, .best_iteration = t->best_iter,
+                         .best_dice = t->best_dice, .best_model = t->best_model,
+                         .config_json = t->config_json, .sampler = t->sampler.st};
+    memcpy(ck.config_hash, t->config_hash, sizeof ck.config_hash);
+    return dacl_checkpoint_write(path, &ck, t->net);
+}
+
+int dacl_trainer_resume(DaclTrainer *t, const char *path) {
+    DaclCheckpoint ck;
+    DaclUNet *loaded[DACL_CKPT_MAX_MODELS] = {0};
+    DACL_TRY(dacl_checkpoint_read(path, &ck, loaded, t->B, t->ph, t->pw));
+    int rc = DACL_OK;
+    if (strcmp(ck.config_hash, t->config_hash))
+        rc = DACL_FAIL(DACL_EINVAL,
+                       "%s: the checkpoint belongs to another job config (hash %s, this job %s)",
+                       path, ck.config_hash, t->config_hash);
+    else if (ck.models != t->nmodels)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: %d models, the job trains %d", path, ck.models, t->nmodels);
+    if (rc == DACL_OK) rc = dacl_sampler_restore(&t->sampler, &ck.sampler);
+    for (int m = 0; rc == DACL_OK && m < t->nmodels; m++)
+        rc = dacl_unet_set_pool(loaded[m], t->pool);
+    if (rc) {
+        for (int m = 0; m < DACL_CKPT_MAX_MODELS; m++) dacl_unet_free(loaded[m]);
+        dacl_checkpoint_free(&ck);
+        return rc;
+    }
+    for (int m = 0; m < t->nmodels; m++) {
+        dacl_unet_free(t->net[m]);
+        t->net[m] = loaded[m];
+    }
+    t->iter = ck.iteration;
+    t->best_dice = ck.best_dice;
+    t->best_iter = ck.best_iteration;
+    t->best_model = ck.best_model;
+    dacl_checkpoint_free(&ck);
+    return DACL_OK;
+}
+
+/* ------------------------------------------------------------- a step -- */
+
+typedef struct {
+    int n;
+    const char *names[MAX_METRICS];
+    double values[MAX_METRICS];
+} Metrics;
+
+static void add_metric(Metrics *mt, const char *name, double v) {
+    if (mt->n < MAX_METRICS) mt->names[mt->n] = name, mt->values[mt->n++] = v;
+}
+
+static const char *const M_SUP[2] = {"loss_sup_a", "loss_sup_b"};
+static const char *const M_CE[2] = {"loss_ce_a", "loss_ce_b"};
+static const char *const M_DICE[2] = {"loss_dice_a", "loss_dice_b"};
+static const char *const M_CROSS[2] = {"loss_cross_a", "loss_cross_b"};
+
+/* The first term whose value is not finite (the total, "loss", last), or NULL. */
+static const char *nonfinite(const Metrics *mt) {
+    for (int i = 1; i < mt->n; i++)
+        if (!isfinite(mt->values[i])) return mt->names[i];
+    return isfinite(mt->values[0]) ? NULL : mt->names[0];
+}
+
+static int step(DaclTrainer *t, Metrics *mt) {
+    const DaclJobConfig *c = &t->cfg;
+    const int B = t->B, L = t->L, NC = t->classes, HW = t->ph * t->pw;
+    const long it = t->iter;
+    DaclSamplerState before = t->sampler.st;
+    DACL_TRY(dacl_sampler_next(&t->sampler, t->x, t->y, NULL));
+    for (int m = 0; m < t->nmodels; m++) {
+        memcpy(t->bn_saved[m], dacl_unet_bn_stats(t->net[m]),
+               dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+        uint64_t key = dacl_hash64(c->train.seed ^ dacl_hash64((uint64_t)it * 2 + (uint64_t)m));
+        DACL_TRY(dacl_unet_forward(t->net[m], t->x, B, 1, key));
+        dacl_softmax_forward(t->probs[m], dacl_unet_logits(t->net[m]), B, NC, HW);
+        memset(t->dlogits[m], 0, (size_t)B * NC * HW * sizeof(float));
+    }
+    double total = 0.0, lc = dacl_cross_weight(c, it);
+    mt->n = 0;
+    add_metric(mt, "loss", 0.0);
+    for (int m = 0; m < t->nmodels; m++) {
+        double ce, dice;
+        double sup = dacl_sup_loss(t->dlogits[m], t->probs[m], t->y, L, NC, HW, 1.0f, &ce, &dice);
+        add_metric(mt, M_CE[m], ce); /* the parts first: a NaN is reported by its part */
+        add_metric(mt, M_DICE[m], dice);
+        add_metric(mt, M_SUP[m], sup);
+        total += sup;
+    }
+    if (t->nmodels == 2) {
+        int from = c->method.cross_on_labeled ? 0 : L;
+        for (int m = 0; m < 2; m++)
+            dacl_argmax(t->pseudo[m], dacl_unet_logits(t->net[m]), B, NC, HW);
+        for (int m = 0; m < 2; m++) {
+            size_t o = (size_t)from * NC * HW;
+            double cross = dacl_cross_loss(t->dlogits[m] + o, t->probs[m] + o,
+                                           t->pseudo[1 - m] + (size_t)from * HW, B - from, NC, HW,
+                                           (float)lc);
+            add_metric(mt, M_CROSS[m], cross);
+            total += lc * cross;
+        }
+        add_metric(mt, "lambda_cross", lc);
+    }
+    mt->values[0] = total;
+    double lr = dacl_poly_lr(c->train.lr, it, c->train.iterations, 0.9);
+    add_metric(mt, "lr", lr);
+    const char *bad = nonfinite(mt);
+    if (bad) {
+        /* undo this iteration's side effects: the state is the last good one */
+        t->sampler.st = before;
+        DACL_TRY(dacl_sampler_restore(&t->sampler, &before));
+        for (int m = 0; m < t->nmodels; m++)
+            memcpy(dacl_unet_bn_stats(t->net[m]), t->bn_saved[m],
+                   dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+        return DACL_FAIL(DACL_ENUMERIC,
+                         "iteration %ld: the %s term became NaN or infinite; stopped with the "
+                         "weights of iteration %ld (lower train.lr?)",
+                         it + 1, bad, it);
+    }
+    for (int m = 0; m < t->nmodels; m++) {
+        dacl_unet_zero_grad(t->net[m]);
+        DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], NULL, 0));
+        dacl_unet_sgd_step(t->net[m], (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
+    }
+    t->iter++;
+    return DACL_OK;
+}
+
+/* --------------------------------------------------------- validation -- */
+
+int dacl_trainer_validate(DaclTrainer *t, const DaclSink *sink) {
+    const int K = t->classes - 1, N = t->nval;
+    size_t cells = (size_t)N * K;
+    double *buf = malloc(sizeof(double) * (4 * cells + 4 * (size_t)K));
+    DaclClassMetrics *cm = malloc(sizeof *cm * (size_t)K);
+    const char **names = malloc(sizeof *names * (size_t)K);
+    const char **ids = malloc(sizeof *ids * (size_t)N);
+    DaclLabelVolume pred;
+    memset(&pred, 0, sizeof pred);
+    int rc = (!buf || !cm || !names || !ids) ? DACL_FAIL(DACL_ENOMEM, "out of memory") : DACL_OK;
+    for (int k = 0; rc == DACL_OK && k < K; k++) {
+        names[k] = "?";
+        for (int i = 0; i < t->ds.n_labels; i++)
+            if (t->ds.labels[i].value == k + 1) names[k] = t->ds.labels[i].name;
+    }
+    for (int i = 0; rc == DACL_OK && i < N; i++) ids[i] = t->ds.val.cases[i].id;
+    for (int m = 0; rc == DACL_OK && m < t->nmodels; m++) {
+        double *dice = buf, *jac = buf + cells, *hd = buf + 2 * cells, *asd = buf + 3 * cells;
+        double *mean = buf + 4 * cells; /* dice, jaccard, hd95, asd means per class */
+        for (int i = 0; rc == DACL_OK && i < N; i++) {
+            rc = dacl_infer_volume(t->net[m], &t->val_img[i], NULL, &pred);
+            if (rc == DACL_OK)
+                rc = dacl_metrics_volume(pred.data, t->val_lab[i].data, pred.nz, pred.ny, pred.nx, NULL,
+                                         t->classes, cm);
+            for (int k = 0; rc == DACL_OK && k < K; k++) {
+                dice[i * K + k] = cm[k].dice;
+                jac[i * K + k] = cm[k].jaccard;
+                hd[i * K + k] = cm[k].distances_defined ? cm[k].hd95 : NAN;
+                asd[i * K + k] = cm[k].distances_defined ? cm[k].asd : NAN;
+            }
+        }
+        if (rc) break;
+        double fg = 0.0;
+        for (int k = 0; k < K; k++) {
+            double s[4] = {0}, cnt[4] = {0};
+            for (int i = 0; i < N; i++) {
+                const double v[4] = {dice[i * K + k], jac[i * K + k], hd[i * K + k], asd[i * K + k]};
+                for (int q = 0; q < 4; q++)
+                    if (!isnan(v[q])) s[q] += v[q], cnt[q] += 1;
+            }
+            for (int q = 0; q < 4; q++) mean[q * K + k] = cnt[q] > 0 ? s[q] / cnt[q] : NAN;
+            fg += mean[k];
+        }
+        fg /= K;
+        int best = fg > t->best_dice;
+        if (best) {
+            t->best_dice = fg;
+            t->best_iter = t->iter;
+            t->best_model = m;
+            rc = save(t, "checkpoint-best.bin");
+        }
+        DaclEvalRound r = {.iteration = t->iter, .model = m, .classes = K, .class_names = names,
+                           .cases = N, .case_ids = ids, .dice = dice, .jaccard = jac, .hd95 = hd,
+                           .asd = asd, .mean_dice = mean, .mean_jaccard = mean + K,
+                           .mean_hd95 = mean + 2 * K, .mean_asd = mean + 3 * K, .mean_fg_dice = fg,
+                           .is_best = best};
+        if (sink && sink->evaluation) sink->evaluation(sink->ctx, &r);
+    }
+    dacl_label_free(&pred);
+    free(buf);
+    free(cm);
+    free(names);
+    free(ids);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- run -- */
+
+int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, const DaclSink *sink) {
+    const DaclJobConfig *c = &t->cfg;
+    const long end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
+    if (t->iter > 0) sink_log(sink, "resuming at iteration %ld of %d", t->iter, c->train.iterations);
+    double t0 = now_s();
+    long it0 = t->iter;
+    int rc = DACL_OK;
+    while (t->iter < end) {
+        if (cancel && atomic_load(cancel)) {
+            rc = DACL_ECANCELED;
+            break;
+        }
+        Metrics mt;
+        rc = step(t, &mt);
+        if (rc) break;
+        if (sink && sink->metrics) sink->metrics(sink->ctx, t->iter, mt.n, mt.names, mt.values);
+        double tn = now_s();
+        if (sink && sink->progress) {
+            double ips = (double)(t->iter - it0) * t->B / (tn - t0 > 1e-9 ? tn - t0 : 1e-9);
+            DaclProgress p = {t->iter, c->train.iterations, ips,
+                              ips > 0 ? (double)(c->train.iterations - t->iter) * t->B / ips : 0};
+            sink->progress(sink->ctx, &p);
+        }
+        if (t->iter % c->train.val_every == 0 || t->iter == c->train.iterations)
+            if ((rc = dacl_trainer_validate(t, sink))) break;
+        if (t->iter % c->train.checkpoint_every == 0 && t->iter < end) {
+            if ((rc = save(t, "checkpoint-last.bin"))) break;
+            sink_log(sink, "checkpoint at iteration %ld", t->iter);
+        }
+    }
+    /* the state is consistent after every completed iteration: keep it, also
+     * when stopping for an error (a non-finite loss undid its own iteration) */
+    if (rc == DACL_OK || rc == DACL_ECANCELED || rc == DACL_ENUMERIC) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dacl_error_message());
+        int src = save(t, "checkpoint-last.bin");
+        if (src) return src;
+        if (rc) dacl_error_set(rc, __FILE__, __LINE__, "%s", msg); /* keep the original reason */
+        sink_log(sink, "checkpoint at iteration %ld", t->iter);
+    }
+    return rc;
+}
