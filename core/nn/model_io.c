@@ -66,17 +66,15 @@ typedef struct {
     size_t at;
 } Out;
 
-static void put_u32(Out *o, uint32_t v) {
+/* v as k (4 or 8) little-endian bytes */
+static void put_le(Out *o, uint64_t v, int k) {
     if (o->p)
-        for (int i = 0; i < 4; i++) o->p[o->at + i] = (unsigned char)(v >> (8 * i));
-    o->at += 4;
+        for (int i = 0; i < k; i++) o->p[o->at + i] = (unsigned char)(v >> (8 * i));
+    o->at += (size_t)k;
 }
 
-static void put_u64(Out *o, uint64_t v) {
-    if (o->p)
-        for (int i = 0; i < 8; i++) o->p[o->at + i] = (unsigned char)(v >> (8 * i));
-    o->at += 8;
-}
+static void put_u32(Out *o, uint32_t v) { put_le(o, v, 4); }
+static void put_u64(Out *o, uint64_t v) { put_le(o, v, 8); }
 
 static void put_bytes(Out *o, const void *src, size_t n) {
     if (o->p && n) memcpy(o->p + o->at, src, n);
@@ -112,30 +110,31 @@ static int need(In *r, size_t k, const char *field) {
     return DACL_OK;
 }
 
-static int get_u32(In *r, const char *field, uint32_t *v) {
-    DACL_TRY(need(r, 4, field));
-    uint32_t x = 0;
-    for (int i = 0; i < 4; i++) x |= (uint32_t)r->p[r->at + i] << (8 * i);
-    r->at += 4;
+/* The next k (4 or 8) bytes as a little-endian integer. */
+static int get_le(In *r, int k, const char *field, uint64_t *v) {
+    DACL_TRY(need(r, (size_t)k, field));
+    uint64_t x = 0;
+    for (int i = 0; i < k; i++) x |= (uint64_t)r->p[r->at + i] << (8 * i);
+    r->at += (size_t)k;
     *v = x;
     return DACL_OK;
 }
 
+static int get_u32(In *r, const char *field, uint32_t *v) {
+    uint64_t x = 0;
+    DACL_TRY(get_le(r, 4, field, &x));
+    *v = (uint32_t)x;
+    return DACL_OK;
+}
+
 static int get_i32(In *r, const char *field, int32_t *v) {
-    uint32_t u;
+    uint32_t u = 0;
     DACL_TRY(get_u32(r, field, &u));
     memcpy(v, &u, 4);
     return DACL_OK;
 }
 
-static int get_u64(In *r, const char *field, uint64_t *v) {
-    DACL_TRY(need(r, 8, field));
-    uint64_t x = 0;
-    for (int i = 0; i < 8; i++) x |= (uint64_t)r->p[r->at + i] << (8 * i);
-    r->at += 8;
-    *v = x;
-    return DACL_OK;
-}
+static int get_u64(In *r, const char *field, uint64_t *v) { return get_le(r, 8, field, v); }
 
 static int get_f32s(In *r, const char *field, float *dst, size_t n) {
     if (n > SIZE_MAX / sizeof(float)) return need(r, SIZE_MAX, field);
