@@ -182,6 +182,28 @@ static int shape_inside(const Shape *s, double x, double y) {
     return rho < r;
 }
 
+/* The scan's grid: nz in [nz_lo, nz_hi] slices of a thickness in [sz_lo, sz_hi] mm, each size x size
+ * pixels over a field of view in [fov_lo, fov_hi] mm. */
+static void grid_draw(DaclRng *r, int size, int nz_lo, int nz_hi, double fov_lo, double fov_hi, double sz_lo,
+                      double sz_hi, Phantom *p) {
+    p->nx = p->ny = size;
+    p->nz = nz_lo + (int)dacl_rng_below(r, (uint32_t)(nz_hi - nz_lo + 1));
+    p->sp[1] = p->sp[2] = uni(r, fov_lo, fov_hi) / size;
+    p->sp[0] = uni(r, sz_lo, sz_hi);
+}
+
+/* The body: n nested layers sharing one outline, from the skin inwards (subcutaneous fat first),
+ * layer i inset by inset[i] mm and of intensity value[i]. It lies on the table: no breathing. */
+static void body_add(DaclRng *r, double cx, double cy, double ax, double ay, int n, const double *inset,
+                     const double *value, Phantom *p) {
+    Wobble skin;
+    wobble_draw(r, 0.05, &skin);
+    for (int i = 0; i < n; i++) {
+        Organ *o = organ_add(p, cx, cy, 0, ax - inset[i], ay - inset[i], TUBE, value[i], 0);
+        o->moves = 0, o->w = skin;
+    }
+}
+
 /* ----------------------------------------------------------- cardiac -- */
 
 /* A short-axis cine stack, base (slice 0) to apex: chest (fat, soft tissue, lungs, spine, aorta,
@@ -190,10 +212,7 @@ static int shape_inside(const Shape *s, double x, double y) {
  * first and the LV cavity before the myocardium. Papillary muscles and trabeculae inside the LV
  * are myocardium-dark but labelled LV, as in ACDC. */
 static void cardiac_build(DaclRng *r, int size, Phantom *p) {
-    p->nx = p->ny = size;
-    p->nz = 8 + (int)dacl_rng_below(r, 5);
-    p->sp[1] = p->sp[2] = uni(r, 200, 250) / size;
-    p->sp[0] = uni(r, 7, 10);
+    grid_draw(r, size, 8, 12, 200, 250, 7, 10, p);
     double depth = p->nz * p->sp[0];
     double B = uni(r, 500, 900); /* LV blood; every other intensity is relative to it */
     double myo = B * uni(r, 0.28, 0.42), soft = B * uni(r, 0.3, 0.5), fat = B * uni(r, 0.75, 1.05);
@@ -203,12 +222,8 @@ static void cardiac_build(DaclRng *r, int size, Phantom *p) {
 
     double bx = uni(r, -10, 10), by = uni(r, 0, 25), bax = uni(r, 130, 170), bay = uni(r, 100, 130);
     double fatw = uni(r, 8, 20);
-    Organ *o = organ_add(p, bx, by, 0, bax, bay, TUBE, fat, 0);
-    o->moves = 0;
-    wobble_draw(r, 0.04, &o->w);
-    Wobble skin = o->w;
-    o = organ_add(p, bx, by, 0, bax - fatw, bay - fatw, TUBE, soft, 0);
-    o->moves = 0, o->w = skin;
+    body_add(r, bx, by, bax, bay, 2, (const double[]){0, fatw}, (const double[]){fat, soft}, p);
+    Organ *o;
     for (int side = -1; side <= 1; side += 2) { /* lungs, shrinking towards the diaphragm */
         o = organ_add(p, side * uni(r, 60, 85), uni(r, -10, 15), -uni(r, 0, 20), uni(r, 40, 55), uni(r, 65, 85),
                       depth * uni(r, 1.1, 1.6), B * uni(r, 0.03, 0.08), 0);
@@ -293,10 +308,7 @@ static void cardiac_build(DaclRng *r, int size, Phantom *p) {
  * kidneys (2 right, 3 left: bean-shaped, darker medulla). Liver, soft tissue and muscle differ by
  * a few tens of percent; spleen and kidneys are about equally bright. */
 static void abdomen_build(DaclRng *r, int size, Phantom *p) {
-    p->nx = p->ny = size;
-    p->nz = 24 + (int)dacl_rng_below(r, 9);
-    p->sp[1] = p->sp[2] = uni(r, 290, 350) / size;
-    p->sp[0] = uni(r, 6.5, 8.5);
+    grid_draw(r, size, 24, 32, 290, 350, 6.5, 8.5, p);
     double L = uni(r, 300, 420); /* liver; every other intensity is relative to it */
     double fat = L * uni(r, 0.35, 0.65), soft = L * uni(r, 0.65, 0.95), muscle = L * uni(r, 0.5, 0.75);
     p->noise = L * uni(r, 0.08, 0.14);
@@ -304,15 +316,9 @@ static void abdomen_build(DaclRng *r, int size, Phantom *p) {
     p->gain_sd = 0.04;
 
     double by = uni(r, -5, 10), bax = uni(r, 145, 175), bay = uni(r, 105, 135), fatw = uni(r, 10, 25);
-    double wallw = uni(r, 8, 15);
-    Organ *o = organ_add(p, 0, by, 0, bax, bay, TUBE, fat, 0);
-    o->moves = 0;
-    wobble_draw(r, 0.05, &o->w);
-    Wobble skin = o->w;
-    o = organ_add(p, 0, by, 0, bax - fatw, bay - fatw, TUBE, muscle, 0); /* abdominal wall */
-    o->moves = 0, o->w = skin;
-    o = organ_add(p, 0, by, 0, bax - fatw - wallw, bay - fatw - wallw, TUBE, soft, 0);
-    o->moves = 0, o->w = skin;
+    double wallw = uni(r, 8, 15); /* the abdominal wall's muscle, inside the fat */
+    body_add(r, 0, by, bax, bay, 3, (const double[]){0, fatw, fatw + wallw}, (const double[]){fat, muscle, soft}, p);
+    Organ *o;
     double vy = by + bay - uni(r, 45, 60), vr = uni(r, 16, 20); /* vertebral body */
     for (int side = -1; side <= 1; side += 2) {
         o = organ_add(p, side * uni(r, 30, 40), vy + uni(r, 25, 35), 0, uni(r, 22, 30), uni(r, 18, 26), TUBE,

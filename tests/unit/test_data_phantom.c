@@ -31,8 +31,8 @@ static double class_mean(const DaclVolume *v, const DaclLabelVolume *l, int c) {
     return n ? s / (double)n : NAN;
 }
 
-/* Write `cases` small phantoms into dir/sub and load them back through the manifest: shapes,
- * labels, normalisation and spacing are what the manifest promises. */
+/* Write `cases` small phantoms into dir and load them back through the manifest: shapes, labels,
+ * normalisation and spacing are what the manifest promises. */
 static void check_written(const char *dir, DaclPhantomKind kind, int cases, int n_classes) {
     DaclPhantomOptions opt = {.size = SIZE};
     assert_int_equal(dacl_phantom_write(dir, kind, cases, 5, &opt), DACL_OK);
@@ -140,7 +140,7 @@ static void test_abdomen_anatomy(void **state) {
     assert_true(kidney > 1.3 * liver && spleen > 1.3 * liver); /* T2: liver the darkest organ */
 }
 
-/* Same seed, same bytes; another seed, other images; case k independent of the number of cases. */
+/* Same seed, same bytes; another seed, other images; a file holds exactly the case in memory. */
 static void test_determinism(void **state) {
     TmpFx *fx = *state;
     char a[256], b[256], c[256];
