@@ -28,7 +28,7 @@ static void evaluate_usage(FILE *f) {
             "(null, '-' in the table) when the prediction or the truth lacks the class; means\n"
             "skip them and count them in distances_missing.\n"
             "\n"
-            "  --checkpoint FILE  a dacl model file\n"
+            "  --checkpoint FILE  a model file, or a training checkpoint (its best model)\n"
             "  --dataset DIR      a dataset folder (or its manifest)\n"
             "  --split S          val or test; every case in it needs a label map\n"
             "  --json             JSON on stdout instead of the table\n"

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "dacl/error.h"
 #include "dacl/eval.h"
+#include "dacl/train.h"
 
 static void predict_usage(FILE *f) {
     fprintf(f,
@@ -18,15 +19,50 @@ static void predict_usage(FILE *f) {
             "of `image`, PNG an 8-bit map of class indices. The intensity is normalised as the\n"
             "model's metadata says (default: per-volume min-max).\n"
             "\n"
-            "  --checkpoint FILE  a dacl model file\n"
+            "  --checkpoint FILE  a model file, or a training checkpoint (its best model;\n"
+            "                     intensity then per-volume min-max)\n"
             "  --threads T        threads for the network (default 1)\n"
             "\n"
             "Exit status: 0 done, 1 failed, 2 bad usage.\n");
 }
 
+/* A training checkpoint starts "DACLCKPT" (core/train/checkpoint.c); a model
+ * file "DACLMODL". Sniffed so that --checkpoint takes either. */
+static int is_training_checkpoint(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[8];
+    int yes = f && fread(magic, 1, 8, f) == 8 && memcmp(magic, "DACLCKPT", 8) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
+/* The model a training checkpoint recommends: the one that scored the best
+ * validation, else the first. Checkpoints carry no model metadata, so the
+ * intensity handling is the default (per-volume min-max). */
+static int open_checkpoint(const char *path, int batch, DaclUNet **out) {
+    DaclCheckpoint ck;
+    DaclUNet *models[DACL_CKPT_MAX_MODELS] = {0};
+    DACL_TRY(dacl_checkpoint_read(path, &ck, models, batch, 0, 0));
+    int pick = ck.best_iteration >= 0 && ck.best_model >= 0 && ck.best_model < ck.models
+                   ? ck.best_model
+                   : 0;
+    for (int i = 0; i < ck.models; i++)
+        if (i != pick) dacl_unet_free(models[i]);
+    if (ck.best_iteration >= 0)
+        fprintf(stderr, "dacld: %s: training checkpoint, model %d of %d (best Dice %.4f at iteration %ld)\n",
+                path, pick, ck.models, ck.best_dice, ck.best_iteration);
+    else
+        fprintf(stderr, "dacld: %s: training checkpoint at iteration %ld, model %d of %d\n", path,
+                ck.iteration, pick, ck.models);
+    dacl_checkpoint_free(&ck);
+    *out = models[pick];
+    return DACL_OK;
+}
+
 int cli_model_open(const char *path, int batch, int threads, CliModel *cm) {
     memset(cm, 0, sizeof *cm);
-    int rc = dacl_unet_load(path, batch, 0, 0, &cm->model, &cm->meta);
+    int rc = is_training_checkpoint(path) ? open_checkpoint(path, batch, &cm->model)
+                                          : dacl_unet_load(path, batch, 0, 0, &cm->model, &cm->meta);
     if (rc == DACL_OK && threads > 1) {
         rc = dacl_pool_create(&cm->pool, threads);
         if (rc == DACL_OK) rc = dacl_unet_set_pool(cm->model, cm->pool);

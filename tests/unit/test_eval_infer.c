@@ -1,7 +1,8 @@
 /* Volume inference against a per-slice computation written out here (resize
  * to the patch, forward, argmax, resize back), its independence of the thread
  * count, intensity handling, geometry through a NIfTI round trip, scoring a
- * dataset case, the model metadata, and the predict / evaluate commands. */
+ * dataset case, the model metadata, and the predict / evaluate commands on
+ * model files and training checkpoints. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #undef DT_UNKNOWN
 
 #include "dacl/eval.h"
+#include "dacl/train.h"
 #include "test_data_util.h"
 #include "test_unet_util.h"
 
@@ -419,6 +421,23 @@ static void test_cli(void **state) {
     assert_ok(dacl_label_load(out, &got));
     assert_memory_equal(got.data, pred.data, dacl_label_numel(&pred));
     assert_true(got.has_spacing && got.spacing[0] == 3.0);
+
+    /* a training checkpoint: its best model, per-volume min-max */
+    char ckpt[256];
+    PATH(ckpt, fx->dir, "checkpoint-best.bin");
+    DaclUNet *b = tiny_unet(19, 1, NC, 2, P, P);
+    DaclUNet *pair[2] = {m, b};
+    DaclCheckpoint ck = {.models = 2, .iteration = 7, .best_iteration = 5, .best_dice = 0.5,
+                         .best_model = 1, .config_hash = "0123456789abcdef",
+                         .config_json = (char *)"{}"};
+    assert_ok(dacl_checkpoint_write(ckpt, &ck, pair));
+    snprintf(args, sizeof args, "predict --checkpoint %s %s %s", ckpt, in, out);
+    assert_int_equal(dacld(args, NULL), 0);
+    DaclIntensity mm = {.minmax = 1};
+    assert_ok(dacl_infer_volume(b, &img, &mm, &pred));
+    assert_ok(dacl_label_load(out, &got));
+    assert_memory_equal(got.data, pred.data, dacl_label_numel(&pred));
+    dacl_unet_free(b);
 
     /* usage errors are 2, failures 1 */
     assert_int_equal(dacld("predict --help", NULL), 0);
