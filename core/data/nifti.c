@@ -314,8 +314,10 @@ static int out_header(const char *path, const OutVolume *v, nifti_image **out) {
     nifti_image *nim;
     const nifti_image *src = v->src;
     if (src) {
-        if (src->nx != v->nx || src->ny != v->ny || src->nz != v->nz ||
-            src->nt * src->nu * src->nv * src->nw != 1)
+        /* dimensions past the third count as 1 when 0 (as fresh headers store them) */
+        int64_t extra = (src->nt > 0 ? src->nt : 1) * (src->nu > 0 ? src->nu : 1) *
+                        (src->nv > 0 ? src->nv : 1) * (src->nw > 0 ? src->nw : 1);
+        if (src->nx != v->nx || src->ny != v->ny || src->nz != v->nz || extra != 1)
             return DACL_FAIL(DACL_EINVAL,
                              "%s: volume (%d, %d, %d) does not fit the NIfTI header (i, j, k) = (%lld, %lld, %lld)",
                              path, v->nz, v->ny, v->nx, (long long)src->nx, (long long)src->ny,

@@ -160,7 +160,10 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
         size_t t = N * b->cout * b->H * b->W;
         a += 2 * t + 8 * (size_t)b->cout;          /* c1, c2, statistics and affines */
         if (i == 4 || i >= 5) a += t;              /* y (E0..E3 live in the concats) */
-        size_t cws = dacl_conv2d_ws(b->cin > b->cout ? b->cin : b->cout, b->H, b->W, 3);
+        /* conv1 reads cin channels, conv2 cout; the band height shrinks as
+         * channels grow, so neither size bounds the other */
+        size_t cws = dacl_conv2d_ws(b->cin, b->H, b->W, 3), cws2 = dacl_conv2d_ws(b->cout, b->H, b->W, 3);
+        if (cws2 > cws) cws = cws2;
         if (cws > ws) ws = cws;
         size_t img = (size_t)b->cout * b->H * b->W;
         if (img > xb) xb = img;

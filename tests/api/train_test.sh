@@ -77,5 +77,15 @@ EOF
 dice=$(sed -n 's/.*"mean_dice":[[:space:]]*\([0-9.e-]*\).*/\1/p' "$WORK/sup/summary.json" | head -1)
 awk -v d="${dice:-0}" 'BEGIN { exit !(d > 0.5) }' && ok "validation Dice $dice > 0.5 after 300 iterations" || bad "Dice $dice after 300 iterations"
 
+# 5. the trained model segments a phantom volume it has not seen (a val case), NIfTI in and out
+img=$(ls "$WORK/sup/phantom-cardiac/images/"*.nii.gz | tail -1)
+gt="$WORK/sup/phantom-cardiac/labels/$(basename "$img")"
+if "$DACLD" predict --checkpoint "$WORK/sup/checkpoint-best.bin" "$img" "$WORK/pred.nii.gz" >/dev/null 2>"$WORK/pred.log"; then
+  d=$("$DACLD" metrics --pred "$WORK/pred.nii.gz" --gt "$gt" --json | tr -d " \t\n" | sed -n 's/.*"mean":{"dice":\([0-9.e-]*\).*/\1/p')
+  awk -v d="${d:-0}" 'BEGIN { exit !(d > 0.4) }' && ok "predict on a phantom volume: mean Dice $d" || bad "predicted Dice ${d:-?}"
+else
+  bad "predict failed: $(cat "$WORK/pred.log")"
+fi
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -419,6 +419,29 @@ static void test_train_eval(void **state) {
     free(x), free(y), free(a), free(b);
 }
 
+/* Narrow widths at a large patch: the im2col band of conv1 (few input
+ * channels) is taller than conv2's, so the workspace must be sized for both
+ * (it was sized for the larger channel count only: a heap overflow ASan saw). */
+static void test_workspace_narrow_widths(void **state) {
+    (void)state;
+    DaclUNetConfig cfg = {.in_channels = 1, .classes = 2, .widths = {2, 4, 8, 16, 32}};
+    DaclUNet *m;
+    assert_int_equal(dacl_unet_create(&m, &cfg, 1, 256, 256), 0);
+    DaclRng r;
+    dacl_rng_seed(&r, 5);
+    dacl_unet_init(m, &r);
+    float *x = malloc(sizeof(float) * 256 * 256), *g = calloc(2 * 256 * 256, sizeof(float));
+    assert_non_null(x);
+    assert_non_null(g);
+    for (int i = 0; i < 256 * 256; i++) x[i] = dacl_rng_uniform(&r);
+    for (int i = 0; i < 2 * 256 * 256; i++) g[i] = dacl_rng_uniform(&r) - 0.5f;
+    assert_int_equal(dacl_unet_forward(m, x, 1, 1, 1), 0);
+    assert_int_equal(dacl_unet_backward(m, g, NULL, 0), 0);
+    free(x);
+    free(g);
+    dacl_unet_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_determinism),
@@ -426,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_step),
         cmocka_unit_test(test_create_rejects),
         cmocka_unit_test(test_train_eval),
+        cmocka_unit_test(test_workspace_narrow_widths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
