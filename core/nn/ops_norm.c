@@ -39,6 +39,24 @@ static double sumsq_centered(const float *x, int n, float mu) {
     return s;
 }
 
+/* Channel c's batch mean and 1/std from count M, mean mu and the sum of
+ * squared deviations m2 (biased variance, as PyTorch normalises with), and
+ * the running statistics' update (unbiased variance, as PyTorch keeps).
+ * Returns 1/std. */
+static float finish_stats(int c, double M, double mu, double m2, float *mean, float *rstd,
+                          float *running_mean, float *running_var, float momentum, float eps) {
+    double var = m2 / M;
+    float r = (float)(1.0 / sqrt(var + eps));
+    mean[c] = (float)mu;
+    rstd[c] = r;
+    if (running_mean) {
+        double unbiased = M > 1 ? m2 / (M - 1) : var;
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+    }
+    return r;
+}
+
 /* the backward recomputes z exactly so (C11 mode: no FMA contraction), so both agree on its sign */
 static void affine_act(float *y, const float *x, int n, float scale, float shift, float slope) {
     for (int i = 0; i < n; i++) y[i] = act(x[i] * scale + shift, slope);
@@ -56,15 +74,7 @@ void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const fl
         for (int n = 0; n < N; n++) s += sum_plane(in + ((size_t)n * C + c) * HW, HW);
         double mu = s / M, ss = 0.0;
         for (int n = 0; n < N; n++) ss += sumsq_centered(in + ((size_t)n * C + c) * HW, HW, (float)mu);
-        double var = ss / M;
-        float r = (float)(1.0 / sqrt(var + eps));
-        mean[c] = (float)mu;
-        rstd[c] = r;
-        if (running_mean) {
-            double unbiased = M > 1 ? ss / (M - 1) : var;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        }
+        float r = finish_stats(c, M, mu, ss, mean, rstd, running_mean, running_var, momentum, eps);
         float scale = gamma[c] * r, shift = beta[c] - (float)mu * scale;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
@@ -90,15 +100,7 @@ void dacl_bn_prepare_rows(float *mean, float *rstd, float *scale, float *shift, 
                 cnt = tot;
             }
         }
-        double var = m2 / cnt;
-        float r = (float)(1.0 / sqrt(var + eps));
-        mean[c] = (float)mu;
-        rstd[c] = r;
-        if (running_mean) {
-            double unbiased = cnt > 1 ? m2 / (cnt - 1) : var;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-        }
+        float r = finish_stats(c, cnt, mu, m2, mean, rstd, running_mean, running_var, momentum, eps);
         scale[c] = gamma[c] * r;
         shift[c] = beta[c] - mean[c] * scale[c];
     }
