@@ -16,18 +16,6 @@
 
 /* ----------------------------------------------------------- inference -- */
 
-/* lab[p] = the first c maximising logits[c, p]; best [P] is scratch.
- * Class-outer so each pass streams one contiguous plane. */
-static void argmax_classes(uint8_t *lab, float *best, const float *logits, int nc, size_t P) {
-    memcpy(best, logits, P * sizeof(float));
-    memset(lab, 0, P);
-    for (int c = 1; c < nc; c++) {
-        const float *l = logits + (size_t)c * P;
-        for (size_t p = 0; p < P; p++)
-            if (l[p] > best[p]) best[p] = l[p], lab[p] = (uint8_t)c;
-    }
-}
-
 /* Predict src (already normalised) into the zeroed label volume out. */
 static int infer_slices(DaclUNet *m, const DaclVolume *src, DaclLabelVolume *out) {
     const DaclUNetConfig *cfg = dacl_unet_config(m);
@@ -36,10 +24,9 @@ static int infer_slices(DaclUNet *m, const DaclVolume *src, DaclLabelVolume *out
     const size_t P = (size_t)ph * pw, HW = (size_t)src->ny * src->nx;
     const int B = dacl_unet_max_batch(m);
     float *x = malloc((size_t)B * P * sizeof(float));
-    float *best = malloc(P * sizeof(float));
     uint8_t *lab = malloc(P);
     int rc = DACL_OK;
-    if (!x || !best || !lab)
+    if (!x || !lab)
         rc = DACL_FAIL(DACL_ENOMEM, "inference: out of memory for a batch of %d %dx%d slices", B,
                        ph, pw);
     for (int z0 = 0; rc == DACL_OK && z0 < src->nz; z0 += B) {
@@ -50,13 +37,12 @@ static int infer_slices(DaclUNet *m, const DaclVolume *src, DaclLabelVolume *out
         rc = dacl_unet_forward(m, x, n, 0, 0);
         const float *logits = dacl_unet_logits(m);
         for (int i = 0; rc == DACL_OK && i < n; i++) {
-            argmax_classes(lab, best, logits + (size_t)i * cfg->classes * P, cfg->classes, P);
+            dacl_argmax(lab, logits + (size_t)i * cfg->classes * P, 1, cfg->classes, (int)P);
             dacl_resize_nearest_u8(out->data + (size_t)(z0 + i) * HW, src->ny, src->nx, lab, ph,
                                    pw);
         }
     }
     free(x);
-    free(best);
     free(lab);
     return rc;
 }

@@ -118,3 +118,17 @@ double dacl_dice_loss(float *dlogits, const float *probs, const uint8_t *labels,
     free(acc);
     return loss;
 }
+
+void dacl_argmax(uint8_t *pseudo, const float *logits, int N, int NC, int HW) {
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * NC * HW;
+        uint8_t *p = pseudo + (size_t)n * HW;
+        for (int i = 0; i < HW; i++) {
+            float best = z[i];
+            int k = 0;
+            for (int c = 1; c < NC; c++)
+                if (z[(size_t)c * HW + i] > best) best = z[(size_t)c * HW + i], k = c;
+            p[i] = (uint8_t)k;
+        }
+    }
+}

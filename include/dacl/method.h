@@ -12,9 +12,6 @@
 
 #include "dacl/config.h"
 
-/* pseudo[n, i] = argmax over classes of logits[n, :, i] (first on ties) */
-void dacl_argmax(uint8_t *pseudo, const float *logits, int N, int NC, int HW);
-
 /* 0.5 * (CE + Dice) on a labeled batch; ce and dice (may be NULL) get the terms. */
 double dacl_sup_loss(float *dlogits, const float *probs, const uint8_t *labels, int N, int NC,
                      int HW, float scale, double *ce, double *dice);

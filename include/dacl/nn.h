@@ -115,6 +115,10 @@ void dacl_linear_forward(float *out, const float *in, const float *w, const floa
 void dacl_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int N, int C, int HW, int OC);
 
+/* out[n, i] = the class maximising logits[n, :, i] (the first on ties): the
+ * prediction, and CPS's pseudo-labels. out [N,HW] */
+void dacl_argmax(uint8_t *out, const float *logits, int N, int NC, int HW);
+
 /* softmax over the class axis: logits, probs [N,NC,HW] */
 void dacl_softmax_forward(float *probs, const float *logits, int N, int NC, int HW);
 
