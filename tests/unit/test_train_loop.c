@@ -92,6 +92,35 @@ static void test_cancel_checkpoints_and_stops(void **state) {
     assert_int_equal(dacl_checkpoint_read(path, &ck, NULL, 0, 0, 0), DACL_OK);
     assert_int_equal(ck.iteration, 0);
     dacl_checkpoint_free(&ck);
+    /* damaged copies are refused by name, and the original still reads */
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)size);
+    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    char bad_path[320];
+    snprintf(bad_path, sizeof bad_path, "%s/bad.bin", work);
+    const struct {
+        long at;
+        long len;
+        const char *words;
+    } damage[] = {{size / 2, size, "checksum"}, {0, size, "magic"}, {-1, size / 3, "checksum"}};
+    for (int i = 0; i < 3; i++) {
+        if (damage[i].at >= 0) buf[damage[i].at] ^= 0x5a; /* -1: truncation alone */
+        f = fopen(bad_path, "wb");
+        fwrite(buf, 1, (size_t)damage[i].len, f);
+        fclose(f);
+        if (damage[i].at >= 0) buf[damage[i].at] ^= 0x5a;
+        DaclCheckpoint bad;
+        assert_int_equal(dacl_checkpoint_read(bad_path, &bad, NULL, 0, 0, 0), DACL_EFORMAT);
+        assert_non_null(strstr(dacl_error_message(), "bad.bin"));
+        if (!strstr(dacl_error_message(), damage[i].words)) fail_msg("%s", dacl_error_message());
+        assert_int_equal(dacl_trainer_resume(t, bad_path), DACL_EFORMAT);
+    }
+    free(buf);
     /* a checkpoint of this job resumes; then it runs to its end */
     assert_int_equal(dacl_trainer_resume(t, path), DACL_OK);
     assert_int_equal(dacl_trainer_run(t, 0, NULL, NULL), DACL_OK);
