@@ -24,6 +24,7 @@ int cmd_metrics(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* A model file opened for inference (cmd_predict.c; evaluate uses it too):
  * planned for batches of `batch` slices at its saved patch, on a team of

@@ -15,6 +15,7 @@ static const DaclCommand commands[] = {
     {"metrics", "Dice, Jaccard, HD95 and ASD of a label map against the ground truth", cmd_metrics},
     {"predict", "segment a volume or slice with a model file", cmd_predict},
     {"evaluate", "score a model on a dataset split (Dice, Jaccard, HD95, ASD)", cmd_evaluate},
+    {"serve", "run the REST daemon: a job queue, workers and SQLite state", cmd_serve},
     {"migrate", "create or upgrade the daemon's database in a state folder", cmd_migrate},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -1,0 +1,43 @@
+/* The HTTP API's handlers (server/api_*.c), named in http.c's route table.
+ * Each answers its request exactly once through the http_* helpers. */
+#ifndef DACLD_API_H
+#define DACLD_API_H
+
+#include "http.h"
+
+/* api_jobs.c */
+void api_job_submit(Server *s, Request *r);
+void api_job_list(Server *s, Request *r);
+void api_job_get(Server *s, Request *r);
+void api_job_cancel(Server *s, Request *r);
+void api_job_delete(Server *s, Request *r);
+
+/* api_metrics.c */
+void api_job_metrics(Server *s, Request *r);
+void api_job_metrics_csv(Server *s, Request *r);
+void api_job_evaluation(Server *s, Request *r);
+void api_job_checkpoint(Server *s, Request *r);
+
+/* api_events.c */
+void api_job_events(Server *s, Request *r);
+
+/* api_meta.c */
+void api_datasets(Server *s, Request *r);
+void api_version(Server *s, Request *r);
+void api_openapi(Server *s, Request *r);
+void api_healthz(Server *s, Request *r);
+void api_prometheus(Server *s, Request *r);
+
+/* Loads job {id} (param 0) into *j; answers 404 or 500 and returns 0 when it
+ * cannot. */
+int api_load_job(Server *s, Request *r, StoreJob *j);
+
+/* Whether a job's dataset.path may be used: a phantom spec, or a relative
+ * path that resolves (symlinks included) to a folder inside the data root.
+ * On refusal writes the reason into why. */
+int api_dataset_allowed(const Server *s, const char *path, char *why, size_t n);
+
+/* "2025-01-31T12:00:00.000Z" for milliseconds since the epoch */
+void api_iso_time(int64_t ms, char out[32]);
+
+#endif

@@ -1,0 +1,293 @@
+/* Jobs: submit, list, get, cancel, delete. */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "dacl/config.h"
+#include "dacl/data.h"
+#include "dacl/error.h"
+#include "scheduler.h"
+
+#define PRIORITY_MAX 1000
+
+void api_iso_time(int64_t ms, char out[32]) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t k = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + k, 32 - k, ".%03dZ", (int)(ms % 1000));
+}
+
+static void add_time(cJSON *o, const char *key, int64_t ms) {
+    char t[32];
+    if (!ms) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    api_iso_time(ms, t);
+    cJSON_AddStringToObject(o, key, t);
+}
+
+/* a stored JSON text as a JSON value (null if absent or unreadable) */
+static void add_raw_json(cJSON *o, const char *key, const char *text) {
+    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    cJSON_AddItemToObject(o, key, v ? v : cJSON_CreateNull());
+}
+
+/* The job as the API shows it; full adds the config. Progress of a running
+ * job comes from the scheduler's snapshot, which is fresher than the store. */
+static cJSON *job_json(Server *s, const StoreJob *j, int full) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)j->id);
+    cJSON_AddStringToObject(o, "name", j->name ? j->name : "");
+    cJSON_AddStringToObject(o, "status", store_status_name(j->status));
+    cJSON_AddNumberToObject(o, "priority", j->priority);
+    add_time(o, "submitted_at", j->submitted_ms);
+    add_time(o, "started_at", j->started_ms);
+    add_time(o, "finished_at", j->finished_ms);
+    DaclProgress p;
+    int live = j->status == JOB_RUNNING && scheduler_progress(s->sched, j->id, &p);
+    long it = live && p.iteration > j->iteration ? p.iteration : j->iteration;
+    cJSON_AddNumberToObject(o, "iteration", (double)it);
+    cJSON_AddNumberToObject(o, "total", (double)j->total);
+    cJSON_AddNumberToObject(o, "progress", j->total > 0 ? (double)it / (double)j->total : 0.0);
+    if (live && p.img_per_s > 0) {
+        cJSON_AddNumberToObject(o, "images_per_s", p.img_per_s);
+        cJSON_AddNumberToObject(o, "eta_s", p.eta_s);
+    } else {
+        cJSON_AddNullToObject(o, "images_per_s");
+        cJSON_AddNullToObject(o, "eta_s");
+    }
+    long pos;
+    if ((j->status == JOB_QUEUED || j->status == JOB_INTERRUPTED) && !j->cancel_requested &&
+        store_job_queue_position(s->store, j->id, &pos) == DACL_OK)
+        cJSON_AddNumberToObject(o, "queue_position", (double)pos);
+    else
+        cJSON_AddNullToObject(o, "queue_position");
+    cJSON_AddBoolToObject(o, "cancel_requested", j->cancel_requested);
+    if (j->error)
+        cJSON_AddStringToObject(o, "error", j->error);
+    else
+        cJSON_AddNullToObject(o, "error");
+    add_raw_json(o, "latest", j->latest);
+    add_raw_json(o, "best", j->best);
+    if (full) add_raw_json(o, "config", j->config);
+    return o;
+}
+
+int api_load_job(Server *s, Request *r, StoreJob *j) {
+    long id;
+    if (!http_param_id(r, 0, &id)) return 0;
+    int rc = store_job_get(s->store, id, j);
+    if (rc == DACL_ENOTFOUND) {
+        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no job %ld", id);
+        return 0;
+    }
+    if (rc) {
+        http_internal(r);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------- datasets -- */
+
+int api_dataset_allowed(const Server *s, const char *path, char *why, size_t n) {
+    DaclPhantomKind kind;
+    int ph = dacl_phantom_parse_spec(path, &kind);
+    if (ph == 1) return 1;
+    if (ph < 0) {
+        snprintf(why, n, "%s", dacl_error_message());
+        return 0;
+    }
+    if (path[0] == '/') {
+        snprintf(why, n, "'%s': absolute paths are refused; give a folder under the data root", path);
+        return 0;
+    }
+    for (const char *p = path; *p;) { /* any ".." segment, wherever it is */
+        size_t l = strcspn(p, "/");
+        if (l == 2 && p[0] == '.' && p[1] == '.') {
+            snprintf(why, n, "'%s': '..' is refused; give a folder under the data root", path);
+            return 0;
+        }
+        p += l + (p[l] == '/');
+    }
+    /* symlinks are followed, then the result must still be inside the root */
+    char joined[PATH_MAX * 2], real[PATH_MAX];
+    snprintf(joined, sizeof joined, "%s/%s", s->cfg.data_root, path);
+    if (!s->data_root_real[0] || !realpath(joined, real)) {
+        snprintf(why, n, "'%s': no such dataset under the data root", path);
+        return 0;
+    }
+    size_t rl = strlen(s->data_root_real);
+    if (strncmp(real, s->data_root_real, rl) || (real[rl] != '/' && real[rl] != '\0')) {
+        snprintf(why, n, "'%s' leads outside the data root", path);
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ routes -- */
+
+void api_job_submit(Server *s, Request *r) {
+    size_t n;
+    const char *body = http_body(r, &n);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
+    if (!root) {
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
+                   "the body is not valid JSON (at byte %ld); send a job config, {} for the defaults",
+                   end ? (long)(end - body) : 0L);
+        return;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", NULL, "the job config must be a JSON object");
+        return;
+    }
+    /* priority is the queue's, not the engine's: take it out before the config parser */
+    int priority = 0;
+    cJSON *pr = cJSON_DetachItemFromObjectCaseSensitive(root, "priority");
+    if (pr) {
+        double v = cJSON_IsNumber(pr) ? pr->valuedouble : NAN;
+        cJSON_Delete(pr);
+        if (!(v >= -PRIORITY_MAX && v <= PRIORITY_MAX) || v != floor(v)) {
+            cJSON_Delete(root);
+            http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", "priority",
+                       "priority: must be an integer in %d..%d", -PRIORITY_MAX, PRIORITY_MAX);
+            return;
+        }
+        priority = (int)v;
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text) {
+        http_respond(r, 500, NULL);
+        return;
+    }
+    DaclJobConfig cfg;
+    char field[128] = "";
+    int rc = dacl_config_parse(text, &cfg, field, sizeof field);
+    free(text);
+    if (rc) {
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", field, "%s", dacl_error_message());
+        return;
+    }
+    char why[PATH_MAX + 128];
+    if (!api_dataset_allowed(s, cfg.dataset.path, why, sizeof why)) {
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", "dataset.path", "dataset.path: %s", why);
+        return;
+    }
+    char *full = dacl_config_to_json(&cfg);
+    long id = 0;
+    rc = full ? store_job_insert(s->store, cfg.name, full, priority, cfg.train.iterations, s->cfg.state, &id)
+              : DACL_FAIL(DACL_ENOMEM, "out of memory");
+    free(full);
+    StoreJob j;
+    if (rc || (rc = store_job_get(s->store, id, &j))) {
+        http_internal(r);
+        return;
+    }
+    scheduler_wake(s->sched);
+    fprintf(stderr, "dacld: job %ld '%s' queued (priority %d)\n", id, cfg.name, priority);
+    http_json(r, MHD_HTTP_CREATED, job_json(s, &j, 1));
+    store_job_clear(&j);
+}
+
+void api_job_list(Server *s, Request *r) {
+    long limit, offset;
+    if (!http_query_long(r, "limit", 1, 1000, 100, &limit) ||
+        !http_query_long(r, "offset", 0, 1L << 40, 0, &offset))
+        return;
+    const char *st = http_query(r, "status");
+    int status = -1;
+    if (st && (status = store_status_parse(st)) < 0) {
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "status",
+                   "status: one of queued, running, succeeded, failed, canceled, interrupted; got '%s'", st);
+        return;
+    }
+    StoreJob *jobs;
+    int n;
+    long total;
+    if (store_job_list(s->store, status, limit, offset, &jobs, &n, &total)) {
+        http_internal(r);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "jobs");
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, job_json(s, &jobs[i], 0));
+    cJSON_AddNumberToObject(o, "total", (double)total);
+    cJSON_AddNumberToObject(o, "limit", (double)limit);
+    cJSON_AddNumberToObject(o, "offset", (double)offset);
+    store_jobs_free(jobs, n);
+    http_json(r, MHD_HTTP_OK, o);
+}
+
+void api_job_get(Server *s, Request *r) {
+    StoreJob j;
+    if (!api_load_job(s, r, &j)) return;
+    http_json(r, MHD_HTTP_OK, job_json(s, &j, 1));
+    store_job_clear(&j);
+}
+
+void api_job_cancel(Server *s, Request *r) {
+    long id;
+    if (!http_param_id(r, 0, &id)) return;
+    CancelOutcome out;
+    int rc = store_job_cancel(s->store, id, &out);
+    if (rc == DACL_ENOTFOUND) {
+        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no job %ld", id);
+        return;
+    }
+    if (rc) {
+        http_internal(r);
+        return;
+    }
+    if (out == CANCEL_REQUESTED) scheduler_cancel(s->sched, id);
+    StoreJob j;
+    if (store_job_get(s->store, id, &j)) {
+        http_internal(r);
+        return;
+    }
+    if (out == CANCEL_FINAL) {
+        http_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "job %ld has already ended (%s)", id,
+                   store_status_name(j.status));
+    } else {
+        fprintf(stderr, "dacld: job %ld: cancel %s\n", id, out == CANCEL_DONE ? "done" : "requested");
+        /* 202: a running job stops at its next iteration, not yet */
+        http_json(r, out == CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, job_json(s, &j, 0));
+    }
+    store_job_clear(&j);
+}
+
+static int unlink_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) && errno != ENOENT ? -1 : 0;
+}
+
+void api_job_delete(Server *s, Request *r) {
+    StoreJob j;
+    if (!api_load_job(s, r, &j)) return;
+    int rc = store_job_delete(s->store, j.id);
+    if (rc == DACL_EEXIST) {
+        http_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "%s", dacl_error_message());
+    } else if (rc) {
+        http_internal(r);
+    } else {
+        /* the row is gone first: a crash half-way leaves stray files, never a job without them */
+        if (j.work_dir && nftw(j.work_dir, unlink_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
+            fprintf(stderr, "dacld: job %ld: could not remove all of %s: %s\n", j.id, j.work_dir,
+                    strerror(errno));
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", (double)j.id);
+        cJSON_AddBoolToObject(o, "deleted", 1);
+        http_json(r, MHD_HTTP_OK, o);
+    }
+    store_job_clear(&j);
+}

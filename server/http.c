@@ -1,0 +1,563 @@
+/* libmicrohttpd set-up, the route table, request bodies and responses.
+ *
+ * A request arrives in up to three calls of on_request: the headers (we
+ * check the URL length, the declared body size and match nothing yet), the
+ * body in pieces (collected up to the cap), and the final call, which
+ * dispatches through the route table. on_completed logs the request and
+ * counts it for /metrics. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "dacl/error.h"
+
+#define MAX_URL 1024   /* a path longer than any route, with room for ids */
+#define MAX_PARAMS 4
+#define MAX_PARAM_LEN 128
+
+/* The API. Order matters only for the OpenAPI document; a path matches at most
+ * one pattern per method. */
+const Route http_routes[] = {
+    {"POST", "/api/v1/jobs", api_job_submit, 1, "Submit a training job (the body is its config)",
+     NULL, "application/json"},
+    {"GET", "/api/v1/jobs", api_job_list, 0, "List jobs, newest first", "status,limit,offset",
+     "application/json"},
+    {"GET", "/api/v1/jobs/{id}", api_job_get, 0,
+     "A job: status, iteration, total, ETA, config, best and latest metrics", NULL, "application/json"},
+    {"POST", "/api/v1/jobs/{id}/cancel", api_job_cancel, 1,
+     "Cancel a queued or running job (a running one checkpoints and stops)", NULL, "application/json"},
+    {"DELETE", "/api/v1/jobs/{id}", api_job_delete, 1, "Remove a finished job and its files", NULL,
+     "application/json"},
+    {"GET", "/api/v1/jobs/{id}/metrics", api_job_metrics, 0,
+     "Metric series as {name: {step: [...], value: [...]}}, optionally min/max bucketed",
+     "names,since,max_points", "application/json"},
+    {"GET", "/api/v1/jobs/{id}/metrics.csv", api_job_metrics_csv, 0,
+     "Every metric point, one row per iteration", NULL, "text/csv"},
+    {"GET", "/api/v1/jobs/{id}/evaluation", api_job_evaluation, 0,
+     "Validation rounds: per-class Dice, Jaccard, HD95 and ASD, per case", "since",
+     "application/json"},
+    {"GET", "/api/v1/jobs/{id}/events", api_job_events, 0,
+     "Server-sent events: progress, metric, evaluation, status (Last-Event-ID resumes)", NULL,
+     "text/event-stream"},
+    {"GET", "/api/v1/jobs/{id}/checkpoint", api_job_checkpoint, 0, "Download a checkpoint",
+     "which", "application/octet-stream"},
+    {"GET", "/api/v1/datasets", api_datasets, 0, "Datasets under the data root, with their manifests",
+     NULL, "application/json"},
+    {"GET", "/api/v1/version", api_version, 0, "The daemon's version", NULL, "application/json"},
+    {"GET", "/api/v1/openapi.json", api_openapi, 0, "This document", NULL, "application/json"},
+    {"GET", "/healthz", api_healthz, 0, "Liveness: the database answers", NULL, "application/json"},
+    {"GET", "/metrics", api_prometheus, 0, "Prometheus metrics: jobs by state, requests", NULL,
+     "text/plain"},
+};
+const int http_route_count = (int)(sizeof http_routes / sizeof http_routes[0]);
+
+/* latency histogram bounds, seconds (Prometheus `le`) */
+static const double buckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0};
+#define NBUCKETS ((int)(sizeof buckets / sizeof buckets[0]))
+
+/* per route (+1: unmatched), atomic because the pool's threads all count */
+typedef struct {
+    atomic_ulong by_class[6]; /* [status / 100] */
+    atomic_ulong le[NBUCKETS];
+    atomic_ulong usec;
+} RouteStats;
+
+struct Http {
+    Server *s;
+    struct MHD_Daemon *d;
+    MHD_socket quiesced; /* the listening socket once quiesced, closed after stop */
+    RouteStats *stats;   /* [http_route_count + 1] */
+};
+
+struct Request {
+    Http *h;
+    struct MHD_Connection *conn;
+    char method[16];
+    char path[MAX_URL + 1];
+    char params[MAX_PARAMS][MAX_PARAM_LEN];
+    int route; /* index in http_routes, -1 none */
+    HttpBuf body;
+    int too_large;
+    int responded;
+    enum MHD_Result result;
+    unsigned status;
+    const char *allow; /* for 405 */
+    int challenge;     /* 401: add WWW-Authenticate */
+    struct timespec t0;
+};
+
+/* ------------------------------------------------------------- text -- */
+
+void buf_vprintf(HttpBuf *b, const char *fmt, va_list ap) {
+    if (b->oom) return;
+    for (;;) {
+        va_list cp;
+        va_copy(cp, ap);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, cp);
+        va_end(cp);
+        if (k < 0) return;
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t want = b->cap ? 2 * b->cap : 256;
+        while (want <= b->n + (size_t)k) want *= 2;
+        char *np = realloc(b->p, want);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = want;
+    }
+}
+
+void buf_printf(HttpBuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+void buf_append(HttpBuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t want = b->cap ? 2 * b->cap : 256;
+        while (want < b->n + n + 1) want *= 2;
+        char *np = realloc(b->p, want);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = want;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+char *buf_take(HttpBuf *b, size_t *n) {
+    char *p = b->p;
+    if (b->oom) {
+        free(p);
+        p = NULL;
+    } else if (!p) {
+        p = calloc(1, 1);
+    }
+    if (n) *n = p ? b->n : 0;
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+/* --------------------------------------------------------- requests -- */
+
+const char *http_param(const Request *r, int i) {
+    return i >= 0 && i < MAX_PARAMS ? r->params[i] : "";
+}
+
+const char *http_query(const Request *r, const char *key) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_header(const Request *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_body(const Request *r, size_t *n) {
+    if (n) *n = r->body.n;
+    return r->body.p ? r->body.p : "";
+}
+
+struct MHD_Connection *http_connection(const Request *r) {
+    return r->conn;
+}
+
+int http_query_long(Request *r, const char *key, long lo, long hi, long def, long *out) {
+    const char *v = http_query(r, key);
+    if (!v) {
+        *out = def;
+        return 1;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
+                   "%s: expected an integer in %ld..%ld, got '%s'", key, lo, hi, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+int http_param_id(Request *r, int i, long *id) {
+    const char *v = http_param(r, i);
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < 1 || v[0] == '+') {
+        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no job '%s'", v);
+        return 0;
+    }
+    *id = x;
+    return 1;
+}
+
+/* -------------------------------------------------------- responses -- */
+
+void http_respond(Request *r, unsigned status, struct MHD_Response *resp) {
+    if (r->responded) {
+        if (resp) MHD_destroy_response(resp);
+        return;
+    }
+    r->responded = 1;
+    if (!resp) {
+        r->status = 500;
+        r->result = MHD_NO; /* out of memory: drop the connection */
+        return;
+    }
+    if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->challenge) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    r->status = status;
+    r->result = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+}
+
+void http_bytes(Request *r, unsigned status, const char *type, char *buf, size_t n) {
+    if (!buf) {
+        http_respond(r, 500, NULL);
+        return;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_FREE);
+    if (!resp) free(buf);
+    if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    http_respond(r, status, resp);
+}
+
+void http_json(Request *r, unsigned status, cJSON *body) {
+    char *s = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (!s) {
+        http_respond(r, 500, NULL);
+        return;
+    }
+    http_bytes(r, status, "application/json", s, strlen(s));
+}
+
+void http_error(Request *r, unsigned status, const char *code, const char *field, const char *fmt,
+                ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    if (field && field[0])
+        cJSON_AddStringToObject(e, "field", field);
+    else
+        cJSON_AddNullToObject(e, "field");
+    http_json(r, status, o);
+}
+
+void http_internal(Request *r) {
+    const char *m = dacl_error_message();
+    fprintf(stderr, "dacld: internal error on %s %s: %s\n", r->method, r->path, m);
+    http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "%s", m[0] ? m : "internal error");
+}
+
+void http_file(Request *r, const char *path, const char *type, const char *download_name) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s does not exist yet", download_name);
+        return;
+    }
+    /* the fd pins this version: a checkpoint renamed over it meanwhile does not tear it */
+    struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!resp) {
+        close(fd);
+    } else {
+        char disp[512];
+        snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", download_name);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+    }
+    http_respond(r, MHD_HTTP_OK, resp);
+}
+
+/* --------------------------------------------------------- dispatch -- */
+
+/* Matches path against pattern segment by segment; a {name} segment (with an
+ * optional literal suffix, "{k}.png") captures into params. */
+static int match(const char *pattern, const char *path, char params[MAX_PARAMS][MAX_PARAM_LEN]) {
+    int np = 0;
+    const char *p = pattern, *u = path;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/') return 0;
+        p++, u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (*p == '{') {
+            const char *close = memchr(p, '}', pl);
+            if (!close || np == MAX_PARAMS) return 0;
+            size_t sl = pl - (size_t)(close + 1 - p); /* literal suffix after } */
+            if (ul <= sl || ul - sl >= MAX_PARAM_LEN || memcmp(u + ul - sl, close + 1, sl)) return 0;
+            memcpy(params[np], u, ul - sl);
+            params[np++][ul - sl] = '\0';
+        } else if (pl != ul || memcmp(p, u, pl)) {
+            return 0;
+        }
+        p += pl, u += ul;
+    }
+    return !*p && !*u;
+}
+
+static int token_ok(const Server *s, const Request *r) {
+    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    size_t a = strlen(h), b = strlen(s->token);
+    /* constant time in the token's content: no early exit on the first difference */
+    unsigned char diff = a != b;
+    for (size_t i = 0; i < a; i++) diff |= (unsigned char)(h[i] ^ s->token[i % (b ? b : 1)]);
+    return diff == 0;
+}
+
+static void dispatch(Http *h, Request *r) {
+    const char *m = strcmp(r->method, "HEAD") ? r->method : "GET";
+    char allow[64] = "";
+    for (int i = 0; i < http_route_count; i++) {
+        const Route *rt = &http_routes[i];
+        if (!match(rt->pattern, r->path, r->params)) continue;
+        if (strcmp(rt->method, m)) {
+            if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < sizeof allow)
+                strcat(strcat(allow, allow[0] ? ", " : ""), rt->method);
+            continue;
+        }
+        r->route = i;
+        if (rt->needs_auth && h->s->token[0] && !token_ok(h->s, r)) {
+            r->challenge = 1;
+            http_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                       "this route needs 'Authorization: Bearer <token>'");
+            return;
+        }
+        dacl_error_clear();
+        rt->handler(h->s, r);
+        if (!r->responded) {
+            dacl_error_set(DACL_EINTERNAL, __FILE__, __LINE__, "%s %s gave no response", m, rt->pattern);
+            http_internal(r);
+        }
+        return;
+    }
+    if (allow[0]) {
+        r->allow = allow; /* read by http_respond before we return */
+        http_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s is not allowed on %s",
+                   r->method, r->path);
+        r->allow = NULL;
+        return;
+    }
+    http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s", r->method, r->path);
+}
+
+static int has_body(const char *method) {
+    return !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls) {
+    (void)version;
+    Http *h = cls;
+    Request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->h = h;
+        r->conn = conn;
+        r->route = -1;
+        clock_gettime(CLOCK_MONOTONIC, &r->t0);
+        snprintf(r->method, sizeof r->method, "%s", method);
+        *con_cls = r;
+        size_t ul = strlen(url);
+        snprintf(r->path, sizeof r->path, "%s", url);
+        if (ul > MAX_URL) {
+            http_error(r, MHD_HTTP_URI_TOO_LONG, "uri_too_long", NULL, "the path is %zu bytes; at most %d",
+                       ul, MAX_URL);
+            return r->result;
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > h->s->cfg.max_body) {
+            /* refuse before reading a byte of it */
+            http_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", NULL,
+                       "the body is %s bytes; at most %zu", cl, h->s->cfg.max_body);
+            return r->result;
+        }
+        return MHD_YES;
+    }
+    if (r->responded) { /* answered early (413/414): discard what still comes */
+        *upload_size = 0;
+        return r->result;
+    }
+    if (*upload_size) {
+        if (!has_body(r->method) || r->body.n + *upload_size > h->s->cfg.max_body)
+            r->too_large = 1;
+        else
+            buf_append(&r->body, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->too_large)
+        http_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", NULL, "the body is larger than %zu bytes",
+                   h->s->cfg.max_body);
+    else if (r->body.oom)
+        http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory", NULL, "out of memory for the body");
+    else
+        dispatch(h, r);
+    return r->result;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    Http *h = cls;
+    Request *r = *con_cls;
+    if (!r) return;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - r->t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - r->t0.tv_nsec);
+    RouteStats *st = &h->stats[r->route >= 0 ? r->route : http_route_count];
+    unsigned cls_i = r->status / 100 < 6 ? r->status / 100 : 5;
+    atomic_fetch_add(&st->by_class[cls_i], 1);
+    for (int b = 0; b < NBUCKETS; b++)
+        if (sec <= buckets[b]) atomic_fetch_add(&st->le[b], 1);
+    atomic_fetch_add(&st->usec, (unsigned long)(sec * 1e6));
+    fprintf(stderr, "http: %s %s %u %.1f ms%s\n", r->method, r->path, r->status, sec * 1e3,
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection dropped)");
+    free(r->body.p);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------ daemon -- */
+
+/* "127.0.0.1:8080", "[::1]:8080" */
+static int parse_listen(const char *spec, struct sockaddr_storage *ss, int *v6) {
+    char host[128];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host)
+        return DACL_FAIL(DACL_EINVAL, "--listen: expected ADDR:PORT, got '%s'", spec);
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || port < 0 || port > 65535)
+        return DACL_FAIL(DACL_EINVAL, "--listen: bad port in '%s'", spec);
+    memset(ss, 0, sizeof *ss);
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        *v6 = 1;
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1) return DACL_OK;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        *v6 = 0;
+        if (inet_pton(AF_INET, host, &a->sin_addr) == 1) return DACL_OK;
+    }
+    return DACL_FAIL(DACL_EINVAL, "--listen: '%s' is not a numeric IPv4 or [IPv6] address", host);
+}
+
+int http_start(Server *s, Http **out, int *port) {
+    *out = NULL;
+    struct sockaddr_storage ss;
+    int v6 = 0;
+    DACL_TRY(parse_listen(s->cfg.listen, &ss, &v6));
+    Http *h = calloc(1, sizeof *h);
+    if (!h || !(h->stats = calloc((size_t)http_route_count + 1, sizeof *h->stats))) {
+        free(h);
+        return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    }
+    h->s = s;
+    h->quiesced = MHD_INVALID_SOCKET;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+                            (unsigned)s->cfg.http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                            h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)1000, MHD_OPTION_END);
+    if (!h->d) {
+        free(h->stats);
+        free(h);
+        return DACL_FAIL(DACL_EIO, "cannot listen on %s: %s", s->cfg.listen,
+                         errno ? strerror(errno) : "libmicrohttpd refused");
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? (int)info->port : 0;
+    *out = h;
+    return DACL_OK;
+}
+
+void http_quiesce(Http *h) {
+    if (h && h->d && h->quiesced == MHD_INVALID_SOCKET) h->quiesced = MHD_quiesce_daemon(h->d);
+}
+
+void http_stop(Http *h) {
+    if (!h) return;
+    if (h->d) MHD_stop_daemon(h->d);
+    if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
+    free(h->stats);
+    free(h);
+}
+
+int http_metrics_text(Http *h, char **text) {
+    HttpBuf b = {0};
+    buf_printf(&b, "# HELP dacld_http_requests_total HTTP requests answered, by route and status class.\n"
+                   "# TYPE dacld_http_requests_total counter\n");
+    for (int i = 0; i <= http_route_count; i++) {
+        const char *m = i < http_route_count ? http_routes[i].method : "",
+                   *p = i < http_route_count ? http_routes[i].pattern : "unmatched";
+        for (int c = 1; c < 6; c++) {
+            unsigned long v = atomic_load(&h->stats[i].by_class[c]);
+            if (v) buf_printf(&b, "dacld_http_requests_total{method=\"%s\",route=\"%s\",code=\"%dxx\"} %lu\n", m, p, c, v);
+        }
+    }
+    buf_printf(&b, "# HELP dacld_http_request_duration_seconds Time from the request line to the last "
+                   "byte queued.\n# TYPE dacld_http_request_duration_seconds histogram\n");
+    for (int i = 0; i <= http_route_count; i++) {
+        const char *m = i < http_route_count ? http_routes[i].method : "",
+                   *p = i < http_route_count ? http_routes[i].pattern : "unmatched";
+        unsigned long n = 0;
+        for (int c = 0; c < 6; c++) n += atomic_load(&h->stats[i].by_class[c]);
+        if (!n) continue;
+        for (int k = 0; k < NBUCKETS; k++)
+            buf_printf(&b, "dacld_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %lu\n",
+                       m, p, buckets[k], atomic_load(&h->stats[i].le[k]));
+        buf_printf(&b, "dacld_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n"
+                       "dacld_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n"
+                       "dacld_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %lu\n",
+                   m, p, n, m, p, 1e-6 * (double)atomic_load(&h->stats[i].usec), m, p, n);
+    }
+    *text = buf_take(&b, NULL);
+    return *text ? DACL_OK : DACL_FAIL(DACL_ENOMEM, "out of memory");
+}

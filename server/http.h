@@ -1,0 +1,88 @@
+/* The HTTP side of the daemon: libmicrohttpd with its internal thread pool,
+ * the static route table, request bodies with a size cap, and the response
+ * helpers every handler uses, so every error has the one JSON shape
+ *   {"error": {"code": "...", "message": "...", "field": "..." | null}}.
+ *
+ * Handlers run on libmicrohttpd's threads: they read the store or copy a
+ * snapshot under a short lock, never wait for training. */
+#ifndef DACLD_HTTP_H
+#define DACLD_HTTP_H
+
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "server.h"
+
+typedef struct cJSON cJSON;
+typedef struct Request Request;
+
+typedef void (*RouteHandler)(Server *s, Request *r);
+
+typedef struct {
+    const char *method;
+    const char *pattern; /* "/api/v1/jobs/{id}": a {name} matches one path segment */
+    RouteHandler handler;
+    int needs_auth;      /* mutating: needs the bearer token when one is configured */
+    const char *summary; /* for the OpenAPI document */
+    const char *query;   /* its query parameters, comma-separated, or NULL */
+    const char *type;    /* the success response's media type */
+} Route;
+
+extern const Route http_routes[];
+extern const int http_route_count;
+
+/* Starts listening on s->cfg.listen; *port receives the bound port. */
+int http_start(Server *s, Http **out, int *port);
+/* Stops accepting new connections; requests in flight finish. */
+void http_quiesce(Http *h);
+void http_stop(Http *h);
+/* Prometheus lines for the request counters and latencies. */
+int http_metrics_text(Http *h, char **text);
+
+/* --------------------------------------------------------- requests -- */
+
+/* The i-th {param} of the matched pattern. */
+const char *http_param(const Request *r, int i);
+/* A query-string value or NULL. */
+const char *http_query(const Request *r, const char *key);
+const char *http_header(const Request *r, const char *name);
+/* The request body, NUL-terminated; *n (may be NULL) its length. */
+const char *http_body(const Request *r, size_t *n);
+struct MHD_Connection *http_connection(const Request *r);
+
+/* Parses ?key= as an integer in [lo, hi] (def when absent). On a bad value
+ * answers 400 naming the parameter and returns 0: the handler returns. */
+int http_query_long(Request *r, const char *key, long lo, long hi, long def, long *out);
+/* {id} as a positive integer; answers 404 and returns 0 otherwise. */
+int http_param_id(Request *r, int i, long *id);
+
+/* -------------------------------------------------------- responses -- */
+
+/* Each answers the request once; later calls are ignored. */
+void http_json(Request *r, unsigned status, cJSON *body); /* takes body */
+void http_error(Request *r, unsigned status, const char *code, const char *field, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+/* 500 with the engine's last error message (an invariant of ours failed). */
+void http_internal(Request *r);
+void http_bytes(Request *r, unsigned status, const char *type, char *buf, size_t n); /* takes buf */
+/* A file streamed from disk; 404 when it does not exist. */
+void http_file(Request *r, const char *path, const char *type, const char *download_name);
+/* A response built by the caller (SSE): adds the common headers, queues, destroys. */
+void http_respond(Request *r, unsigned status, struct MHD_Response *resp);
+
+/* ------------------------------------------------------------- text -- */
+
+/* A growable string for building response bodies. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} HttpBuf;
+void buf_printf(HttpBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(HttpBuf *b, const char *fmt, va_list ap);
+void buf_append(HttpBuf *b, const char *s, size_t n);
+/* the text, handed to the caller; NULL (and the buffer freed) if memory ran out */
+char *buf_take(HttpBuf *b, size_t *n);
+
+#endif

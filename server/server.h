@@ -1,0 +1,40 @@
+/* The daemon's context: one struct, built by cmd_serve.c and handed to every
+ * handler, the scheduler and the event hub. Nothing about jobs lives in
+ * globals, so a test could run two daemons in one process. */
+#ifndef DACLD_SERVER_H
+#define DACLD_SERVER_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef struct Scheduler Scheduler;
+typedef struct Events Events;
+typedef struct Http Http;
+
+/* The effective configuration: defaults, then the config file, then the
+ * environment, then flags (cmd_serve.c). */
+typedef struct {
+    char listen[128];      /* ADDR:PORT; port 0 picks a free one */
+    char state[PATH_MAX];  /* dacld.db and jobs/<id>/ */
+    char data_root[PATH_MAX];
+    char token_file[PATH_MAX];
+    int workers;           /* jobs trained at once */
+    int http_threads;      /* libmicrohttpd's pool */
+    size_t max_body;       /* bytes; larger requests get 413 */
+} ServeConfig;
+
+typedef struct {
+    ServeConfig cfg;
+    char token[256];                /* "" when mutating routes are open */
+    char data_root_real[PATH_MAX];  /* realpath of cfg.data_root, "" if it does not exist */
+    int64_t started_ms;
+    Store *store;
+    Scheduler *sched;
+    Events *events;
+    Http *http;
+} Server;
+
+#endif
