@@ -191,6 +191,7 @@ void api_job_submit(Server *s, Request *r) {
               : DACL_FAIL(DACL_ENOMEM, "out of memory");
     free(full);
     StoreJob j;
+    /* read back before waking a worker, so the answer shows the job as submitted */
     if (rc || (rc = store_job_get(s->store, id, &j))) {
         http_internal(r);
         return;
