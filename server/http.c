@@ -99,28 +99,33 @@ struct Request {
 
 /* ------------------------------------------------------------- text -- */
 
-void buf_vprintf(HttpBuf *b, const char *fmt, va_list ap) {
-    if (b->oom) return;
-    for (;;) {
-        va_list cp;
-        va_copy(cp, ap);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, cp);
-        va_end(cp);
-        if (k < 0) return;
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t want = b->cap ? 2 * b->cap : 256;
-        while (want <= b->n + (size_t)k) want *= 2;
-        char *np = realloc(b->p, want);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = want;
+/* room for n more bytes and a NUL; 0 (and oom set) when memory ran out */
+static int buf_reserve(HttpBuf *b, size_t n) {
+    if (b->oom) return 0;
+    if (b->p && b->n + n < b->cap) return 1;
+    size_t want = b->cap ? 2 * b->cap : 256;
+    while (want <= b->n + n) want *= 2;
+    char *np = realloc(b->p, want);
+    if (!np) {
+        b->oom = 1;
+        return 0;
     }
+    b->p = np;
+    b->cap = want;
+    return 1;
+}
+
+void buf_vprintf(HttpBuf *b, const char *fmt, va_list ap) {
+    va_list cp;
+    va_copy(cp, ap);
+    int k = b->oom ? -1 : vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, cp);
+    va_end(cp);
+    if (k < 0) return;
+    if (!(b->p && b->n + (size_t)k < b->cap)) { /* it did not fit: grow, then print again */
+        if (!buf_reserve(b, (size_t)k)) return;
+        vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+    }
+    b->n += (size_t)k;
 }
 
 void buf_printf(HttpBuf *b, const char *fmt, ...) {
@@ -131,18 +136,7 @@ void buf_printf(HttpBuf *b, const char *fmt, ...) {
 }
 
 void buf_append(HttpBuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t want = b->cap ? 2 * b->cap : 256;
-        while (want < b->n + n + 1) want *= 2;
-        char *np = realloc(b->p, want);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = want;
-    }
+    if (!buf_reserve(b, n)) return;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';

@@ -169,6 +169,16 @@ static sqlite3_stmt *stmt(Conn *c, int q) {
     return c->st[q];
 }
 
+/* A connection from the pool and its statement q: the opening of every
+ * read. *rc is DACL_OK, or why the statement could not be prepared (then
+ * the result is NULL, and the connection must still go back). */
+static sqlite3_stmt *conn_stmt(Store *s, int q, Conn **c, int *rc) {
+    *c = conn_get(s);
+    sqlite3_stmt *st = stmt(*c, q);
+    *rc = st ? DACL_OK : dacl_error_code();
+    return st;
+}
+
 /* Runs a statement that returns no rows. */
 static int run_done(Conn *c, sqlite3_stmt *st) {
     int rc = sqlite3_step(st);
@@ -401,9 +411,9 @@ int store_job_insert(Store *s, const char *name, const char *config, int priorit
 }
 
 int store_job_get(Store *s, long id, StoreJob *j) {
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_JOB_GET);
-    int rc = st ? DACL_OK : dacl_error_code();
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_JOB_GET, &c, &rc);
     if (st) {
         sqlite3_bind_int64(st, 1, id);
         int r = sqlite3_step(st);
@@ -478,9 +488,9 @@ int store_job_list(Store *s, int status, long limit, long offset, StoreJob **job
 }
 
 int store_job_queue_position(Store *s, long id, long *pos) {
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_JOB_QUEUE_POS);
-    int rc = st ? DACL_OK : dacl_error_code();
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_JOB_QUEUE_POS, &c, &rc);
     if (st) {
         sqlite3_bind_int64(st, 1, id);
         rc = one_int(c, st, pos);
@@ -491,9 +501,9 @@ int store_job_queue_position(Store *s, long id, long *pos) {
 
 int store_job_claim(Store *s, long *id) {
     *id = 0;
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_JOB_CLAIM);
-    int rc = st ? DACL_OK : dacl_error_code();
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_JOB_CLAIM, &c, &rc);
     if (st) {
         sqlite3_bind_int64(st, 1, store_now_ms());
         int r = sqlite3_step(st);
@@ -594,9 +604,10 @@ int store_recover(Store *s, int *interrupted, int *canceled) {
 
 int store_status_counts(Store *s, long counts[JOB_NSTATUS]) {
     memset(counts, 0, sizeof(long) * JOB_NSTATUS);
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_STATUS_COUNTS);
-    int rc = st ? DACL_OK : dacl_error_code(), r = SQLITE_DONE;
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_STATUS_COUNTS, &c, &rc);
+    int r = SQLITE_DONE;
     while (st && (r = sqlite3_step(st)) == SQLITE_ROW) {
         int k = store_status_parse((const char *)sqlite3_column_text(st, 0));
         if (k >= 0) counts[k] = (long)sqlite3_column_int64(st, 1);
@@ -650,9 +661,10 @@ int store_metrics_put(Store *s, long job, const StoreMetric *rows, size_t n, lon
 int store_metric_names(Store *s, long job, char ***names, int *n) {
     *names = NULL;
     *n = 0;
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_METRIC_NAMES);
-    int rc = st ? DACL_OK : dacl_error_code(), r = SQLITE_DONE, cnt = 0, cap = 0;
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_METRIC_NAMES, &c, &rc);
+    int r = SQLITE_DONE, cnt = 0, cap = 0;
     char **arr = NULL;
     if (st) sqlite3_bind_int64(st, 1, job);
     while (st && rc == DACL_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -682,9 +694,10 @@ int store_metric_names(Store *s, long job, char ***names, int *n) {
 }
 
 int store_metric_points(Store *s, long job, const char *name, long since, StorePointFn fn, void *ctx) {
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, name ? Q_METRIC_SERIES : Q_METRIC_ALL);
-    int rc = st ? DACL_OK : dacl_error_code(), r = SQLITE_DONE;
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, name ? Q_METRIC_SERIES : Q_METRIC_ALL, &c, &rc);
+    int r = SQLITE_DONE;
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         if (name) sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -730,9 +743,10 @@ int store_evaluation_put(Store *s, long job, long iteration, int model, double m
 }
 
 int store_evaluations(Store *s, long job, long since, StoreEvalFn fn, void *ctx) {
-    Conn *c = conn_get(s);
-    sqlite3_stmt *st = stmt(c, Q_EVALS);
-    int rc = st ? DACL_OK : dacl_error_code(), r = SQLITE_DONE;
+    Conn *c;
+    int rc;
+    sqlite3_stmt *st = conn_stmt(s, Q_EVALS, &c, &rc);
+    int r = SQLITE_DONE;
     if (st) {
         sqlite3_bind_int64(st, 1, job);
         sqlite3_bind_int64(st, 2, since);
