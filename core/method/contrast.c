@@ -296,13 +296,16 @@ static void gather_rows(DaclContrast *c, Model *md, const uint8_t *cls, int N, l
         md->npix[k] = cnt[k];
         int n = cnt[k];
         int32_t *dst = md->rows + R;
-        memcpy(dst, c->bucket + start[k], (size_t)n * sizeof(int32_t));
-        if (n > c->max_px) {
+        if (n > c->max_px) { /* drawn in the scratch: rows holds max_pixels a class */
             DaclRng r;
+            memcpy(c->perm, c->bucket + start[k], (size_t)n * sizeof(int32_t));
             rng_for(&r, c, iter, m, k, RNG_SAMPLE);
-            draw(dst, n, c->max_px, &r);
+            draw(c->perm, n, c->max_px, &r);
             n = c->max_px;
+            memcpy(dst, c->perm, (size_t)n * sizeof(int32_t));
             qsort(dst, (size_t)n, sizeof(int32_t), cmp_i32);
+        } else {
+            memcpy(dst, c->bucket + start[k], (size_t)n * sizeof(int32_t));
         }
         R += n;
     }
