@@ -18,6 +18,10 @@ void api_job_metrics_csv(Server *s, Request *r);
 void api_job_evaluation(Server *s, Request *r);
 void api_job_checkpoint(Server *s, Request *r);
 
+/* api_predict.c */
+void api_job_predict(Server *s, Request *r);
+void api_job_sample(Server *s, Request *r);
+
 /* api_events.c */
 void api_job_events(Server *s, Request *r);
 

@@ -93,7 +93,7 @@ static void add_param(cJSON *params, const char *name, const char *in, int requi
     cJSON_AddStringToObject(p, "in", in);
     cJSON_AddBoolToObject(p, "required", required);
     int numeric = !strcmp(name, "id") || !strcmp(name, "limit") || !strcmp(name, "offset") ||
-                  !strcmp(name, "since") || !strcmp(name, "max_points");
+                  !strcmp(name, "since") || !strcmp(name, "max_points") || !strcmp(name, "k");
     cJSON_AddItemToObject(p, "schema", schema_of(numeric ? "integer" : "string"));
     cJSON_AddItemToArray(params, p);
 }
@@ -127,6 +127,14 @@ static cJSON *operation(const Route *rt) {
         cJSON_AddBoolToObject(body, "required", 1);
         cJSON *c = cJSON_AddObjectToObject(cJSON_AddObjectToObject(body, "content"), "application/json");
         cJSON_AddItemToObject(c, "schema", ref("#/components/schemas/JobConfig"));
+    }
+    if (rt->upload) {
+        cJSON *body = cJSON_AddObjectToObject(op, "requestBody");
+        cJSON_AddBoolToObject(body, "required", 1);
+        cJSON *c = cJSON_AddObjectToObject(cJSON_AddObjectToObject(body, "content"), "application/octet-stream");
+        cJSON *sch = cJSON_AddObjectToObject(c, "schema");
+        cJSON_AddStringToObject(sch, "type", "string");
+        cJSON_AddStringToObject(sch, "format", "binary");
     }
     cJSON *resp = cJSON_AddObjectToObject(op, "responses");
     cJSON *ok = cJSON_AddObjectToObject(resp, !strcmp(rt->pattern, "/api/v1/jobs") && !strcmp(rt->method, "POST")

@@ -47,6 +47,7 @@ static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: dacld serve [--config FILE] [--listen ADDR:PORT] [--state DIR] [--data-root DIR]\n"
             "                   [--workers N] [--token-file F] [--http-threads N] [--max-body BYTES]\n"
+            "                   [--max-upload BYTES]\n"
             "\n"
             "Runs the REST daemon: jobs are submitted over HTTP, trained by N workers, and kept\n"
             "with every metric in DIR/dacld.db (SQLite). Settings come from the defaults, then\n"
@@ -60,6 +61,7 @@ static void serve_usage(FILE *f) {
             "  --token-file F      mutating routes need 'Authorization: Bearer <F's content>'\n"
             "  --http-threads N    HTTP thread pool (default 4)\n"
             "  --max-body BYTES    larger request bodies get 413 (default 1048576)\n"
+            "  --max-upload BYTES  the same for volumes sent to predict (default 268435456)\n"
             "\n"
             "SIGTERM or SIGINT stops it cleanly (running jobs checkpoint and resume at the next\n"
             "start); a second signal stops it at once.\n");
@@ -85,6 +87,7 @@ static const Option options[] = {
     {"workers", OPT_INT, offsetof(ServeConfig, workers), 0, 1, 64},
     {"http_threads", OPT_INT, offsetof(ServeConfig, http_threads), 0, 1, 64},
     {"max_body", OPT_SIZE, offsetof(ServeConfig, max_body), 0, 1024, 1L << 30},
+    {"max_upload", OPT_SIZE, offsetof(ServeConfig, max_upload), 0, 1024, 4L << 30},
 };
 #define NOPTIONS ((int)(sizeof options / sizeof options[0]))
 
@@ -255,6 +258,7 @@ int cmd_serve(int argc, char **argv) {
     c->workers = 1;
     c->http_threads = 4;
     c->max_body = 1 << 20;
+    c->max_upload = 256 << 20;
     const char *env_config = getenv("DACLD_CONFIG");
     if ((env_config && *env_config && read_config_file(c, env_config)) || parse_flags(c, argc, argv, 1) ||
         read_environment(c) || parse_flags(c, argc, argv, 0)) {
@@ -265,9 +269,9 @@ int cmd_serve(int argc, char **argv) {
     if (!realpath(c->data_root, s.data_root_real)) s.data_root_real[0] = '\0';
     fprintf(stderr,
             "dacld %s: serve listen=%s state=%s data_root=%s%s workers=%d http_threads=%d max_body=%zu "
-            "token=%s\n",
+            "max_upload=%zu token=%s\n",
             DACL_VERSION, c->listen, c->state, c->data_root, s.data_root_real[0] ? "" : " (missing)", c->workers,
-            c->http_threads, c->max_body, s.token[0] ? "required" : "none");
+            c->http_threads, c->max_body, c->max_upload, s.token[0] ? "required" : "none");
     if (pipe(signal_pipe) != 0) {
         fprintf(stderr, "dacld serve: pipe: %s\n", strerror(errno));
         return 1;

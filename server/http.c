@@ -30,35 +30,40 @@
  * one pattern per method. */
 const Route http_routes[] = {
     {"POST", "/api/v1/jobs", api_job_submit, 1, "Submit a training job (the body is its config)",
-     NULL, "application/json"},
+     NULL, "application/json", 0},
     {"GET", "/api/v1/jobs", api_job_list, 0, "List jobs, newest first", "status,limit,offset",
-     "application/json"},
+     "application/json", 0},
     {"GET", "/api/v1/jobs/{id}", api_job_get, 0,
-     "A job: status, iteration, total, ETA, config, best and latest metrics", NULL, "application/json"},
+     "A job: status, iteration, total, ETA, config, best and latest metrics", NULL, "application/json", 0},
     {"POST", "/api/v1/jobs/{id}/cancel", api_job_cancel, 1,
-     "Cancel a queued or running job (a running one checkpoints and stops)", NULL, "application/json"},
+     "Cancel a queued or running job (a running one checkpoints and stops)", NULL, "application/json", 0},
     {"DELETE", "/api/v1/jobs/{id}", api_job_delete, 1, "Remove a finished job and its files", NULL,
-     "application/json"},
+     "application/json", 0},
     {"GET", "/api/v1/jobs/{id}/metrics", api_job_metrics, 0,
      "Metric series as {name: {step: [...], value: [...]}}, optionally min/max bucketed",
-     "names,since,max_points", "application/json"},
+     "names,since,max_points", "application/json", 0},
     {"GET", "/api/v1/jobs/{id}/metrics.csv", api_job_metrics_csv, 0,
-     "Every metric point, one row per iteration", NULL, "text/csv"},
+     "Every metric point, one row per iteration", NULL, "text/csv", 0},
     {"GET", "/api/v1/jobs/{id}/evaluation", api_job_evaluation, 0,
      "Validation rounds: per-class Dice, Jaccard, HD95 and ASD, per case", "since",
-     "application/json"},
+     "application/json", 0},
     {"GET", "/api/v1/jobs/{id}/events", api_job_events, 0,
      "Server-sent events: progress, metric, evaluation, status (Last-Event-ID resumes)", NULL,
-     "text/event-stream"},
+     "text/event-stream", 0},
     {"GET", "/api/v1/jobs/{id}/checkpoint", api_job_checkpoint, 0, "Download a checkpoint",
-     "which", "application/octet-stream"},
+     "which", "application/octet-stream", 0},
+    {"GET", "/api/v1/jobs/{id}/samples/{k}.png", api_job_sample, 0,
+     "Validation case k's most foreground slice: image | ground truth | prediction", NULL, "image/png", 0},
+    {"POST", "/api/v1/jobs/{id}/predict", api_job_predict, 1,
+     "Segment a volume or slice (NIfTI, HDF5 or PNG body) with the job's best model; the label map "
+     "comes back in the same format", NULL, "application/octet-stream", 1},
     {"GET", "/api/v1/datasets", api_datasets, 0, "Datasets under the data root, with their manifests",
-     NULL, "application/json"},
-    {"GET", "/api/v1/version", api_version, 0, "The daemon's version", NULL, "application/json"},
-    {"GET", "/api/v1/openapi.json", api_openapi, 0, "This document", NULL, "application/json"},
-    {"GET", "/healthz", api_healthz, 0, "Liveness: the database answers", NULL, "application/json"},
+     NULL, "application/json", 0},
+    {"GET", "/api/v1/version", api_version, 0, "The daemon's version", NULL, "application/json", 0},
+    {"GET", "/api/v1/openapi.json", api_openapi, 0, "This document", NULL, "application/json", 0},
+    {"GET", "/healthz", api_healthz, 0, "Liveness: the database answers", NULL, "application/json", 0},
     {"GET", "/metrics", api_prometheus, 0, "Prometheus metrics: jobs by state, requests", NULL,
-     "text/plain"},
+     "text/plain", 0},
 };
 const int http_route_count = (int)(sizeof http_routes / sizeof http_routes[0]);
 
@@ -279,7 +284,9 @@ void http_file(Request *r, const char *path, const char *type, const char *downl
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0) close(fd);
-        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s does not exist yet", download_name);
+        const char *base = strrchr(path, '/');
+        http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s does not exist yet",
+                   download_name ? download_name : base ? base + 1 : path);
         return;
     }
     /* the fd pins this version: a checkpoint renamed over it meanwhile does not tear it */
@@ -287,10 +294,12 @@ void http_file(Request *r, const char *path, const char *type, const char *downl
     if (!resp) {
         close(fd);
     } else {
-        char disp[512];
-        snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", download_name);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+        if (download_name) {
+            char disp[512];
+            snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", download_name);
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+        }
     }
     http_respond(r, MHD_HTTP_OK, resp);
 }
@@ -333,7 +342,15 @@ static int token_ok(const Server *s, const Request *r) {
     return diff == 0;
 }
 
-static void dispatch(Http *h, Request *r) {
+static int has_body(const char *method) {
+    return !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+}
+
+/* Matches the request against the table at its first call, before any
+ * body is read, so an unknown route, a wrong method or a missing token is
+ * answered without reading (or buffering) what the client sends. Returns 1
+ * when a route matched and may run; otherwise the request is answered. */
+static int route_find(Http *h, Request *r) {
     const char *m = strcmp(r->method, "HEAD") ? r->method : "GET";
     char allow[64] = "";
     for (int i = 0; i < http_route_count; i++) {
@@ -349,28 +366,35 @@ static void dispatch(Http *h, Request *r) {
             r->challenge = 1;
             http_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
                        "this route needs 'Authorization: Bearer <token>'");
-            return;
+            return 0;
         }
-        dacl_error_clear();
-        rt->handler(h->s, r);
-        if (!r->responded) {
-            dacl_error_set(DACL_EINTERNAL, __FILE__, __LINE__, "%s %s gave no response", m, rt->pattern);
-            http_internal(r);
-        }
-        return;
+        return 1;
     }
     if (allow[0]) {
         r->allow = allow; /* read by http_respond before we return */
         http_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s is not allowed on %s",
                    r->method, r->path);
         r->allow = NULL;
-        return;
+        return 0;
     }
     http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s", r->method, r->path);
+    return 0;
 }
 
-static int has_body(const char *method) {
-    return !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
+static void route_run(Http *h, Request *r) {
+    const Route *rt = &http_routes[r->route];
+    dacl_error_clear();
+    rt->handler(h->s, r);
+    if (!r->responded) {
+        dacl_error_set(DACL_EINTERNAL, __FILE__, __LINE__, "%s %s gave no response", rt->method, rt->pattern);
+        http_internal(r);
+    }
+}
+
+/* the body cap of the matched route */
+static size_t body_cap(const Http *h, const Request *r) {
+    if (!has_body(r->method)) return 0;
+    return http_routes[r->route].upload ? h->s->cfg.max_upload : h->s->cfg.max_body;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -395,21 +419,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                        ul, MAX_URL);
             return r->result;
         }
+        if (!route_find(h, r)) return r->result;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > h->s->cfg.max_body) {
+        if (cl && strtoull(cl, NULL, 10) > body_cap(h, r)) {
             /* refuse before reading a byte of it */
             http_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", NULL,
-                       "the body is %s bytes; at most %zu", cl, h->s->cfg.max_body);
+                       "the body is %s bytes; at most %zu", cl, body_cap(h, r));
             return r->result;
         }
         return MHD_YES;
     }
-    if (r->responded) { /* answered early (413/414): discard what still comes */
+    if (r->responded) { /* answered early: discard what still comes */
         *upload_size = 0;
         return r->result;
     }
     if (*upload_size) {
-        if (!has_body(r->method) || r->body.n + *upload_size > h->s->cfg.max_body)
+        if (r->body.n + *upload_size > body_cap(h, r))
             r->too_large = 1;
         else
             buf_append(&r->body, upload_data, *upload_size);
@@ -418,11 +443,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->too_large)
         http_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", NULL, "the body is larger than %zu bytes",
-                   h->s->cfg.max_body);
+                   body_cap(h, r));
     else if (r->body.oom)
         http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory", NULL, "out of memory for the body");
     else
-        dispatch(h, r);
+        route_run(h, r);
     return r->result;
 }
 

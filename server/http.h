@@ -27,6 +27,7 @@ typedef struct {
     const char *summary; /* for the OpenAPI document */
     const char *query;   /* its query parameters, comma-separated, or NULL */
     const char *type;    /* the success response's media type */
+    int upload;          /* takes a file: the body may be up to max_upload, not max_body */
 } Route;
 
 extern const Route http_routes[];
@@ -66,7 +67,8 @@ void http_error(Request *r, unsigned status, const char *code, const char *field
 /* 500 with the engine's last error message (an invariant of ours failed). */
 void http_internal(Request *r);
 void http_bytes(Request *r, unsigned status, const char *type, char *buf, size_t n); /* takes buf */
-/* A file streamed from disk; 404 when it does not exist. */
+/* A file streamed from disk; 404 when it does not exist. download_name (may
+ * be NULL: shown inline) makes it an attachment of that name. */
 void http_file(Request *r, const char *path, const char *type, const char *download_name);
 /* A response built by the caller (SSE): adds the common headers, queues, destroys. */
 void http_respond(Request *r, unsigned status, struct MHD_Response *resp);

@@ -5,6 +5,7 @@
 #define DACLD_SERVER_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ typedef struct {
     int workers;           /* jobs trained at once */
     int http_threads;      /* libmicrohttpd's pool */
     size_t max_body;       /* bytes; larger requests get 413 */
+    size_t max_upload;     /* the same for routes that take a file (predict) */
 } ServeConfig;
 
 typedef struct {
@@ -31,6 +33,7 @@ typedef struct {
     char token[256];                /* "" when mutating routes are open */
     char data_root_real[PATH_MAX];  /* realpath of cfg.data_root, "" if it does not exist */
     int64_t started_ms;
+    atomic_int inferring;           /* a predict or sample render is running (one at a time) */
     Store *store;
     Scheduler *sched;
     Events *events;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # dacld serve end to end: a real daemon on a loopback port with a temporary
 # state folder, driven with curl. Covers a phantom job's lifecycle (queued ->
-# running -> succeeded, metrics, evaluation, SSE, checkpoint download), cancel,
-# priority order, the bearer token, malformed requests answered in the one
-# error shape while the daemon stays up, the OpenAPI document against the
-# route table, SIGTERM (interrupted, resumed) and kill -9 (resumed, metric
-# history continuous with no step twice).
+# running -> succeeded, metrics, evaluation, SSE, checkpoint download, predict
+# on a phantom volume, a sample PNG), cancel, priority order, the bearer token,
+# malformed requests answered in the one error shape while the daemon stays
+# up, the OpenAPI document against the route table, SIGTERM (interrupted,
+# resumed) and kill -9 (resumed, metric history continuous with no step twice).
 # Usage: serve_test.sh path/to/dacld path/to/source
 # Only ever talks to 127.0.0.1. Needs bash, curl, coreutils, sed, grep.
 set -u
@@ -120,6 +120,17 @@ check "evaluation: 4 rounds with per-class and per-case scores" \
 code=$(curl -s --max-time 20 -o "$W/best.bin" -w '%{http_code}' "$BASE/api/v1/jobs/$id/checkpoint?which=best")
 check "the best checkpoint downloads and reads back" \
   sh -c "[ $code = 200 ] && '$DACLD' info --checkpoint '$W/best.bin' | grep -q '\"iteration\"'"
+img=$(ls "$W/var/jobs/$id/phantom-cardiac/images/"*.nii.gz | tail -1)
+code=$(curl -s --max-time 60 -o "$W/pred.nii.gz" -w '%{http_code}' "${AUTH[@]}" --data-binary @"$img" \
+  "$BASE/api/v1/jobs/$id/predict")
+check "predict on a phantom volume gives a NIfTI label map that scores against its truth" \
+  sh -c "[ $code = 200 ] && '$DACLD' metrics --pred '$W/pred.nii.gz' --gt '${img%/images/*}/labels/${img##*/}' --json | grep -q dice"
+code=$(req POST "/api/v1/jobs/$id/predict" "${AUTH[@]}" --data-binary 'not a volume')
+check "predict on text: 415" test "$code" = 415 && is_error unsupported_format null
+code=$(curl -s --max-time 60 -o "$W/sample.png" -w '%{http_code}' "$BASE/api/v1/jobs/$id/samples/0.png")
+check "samples/0.png is a PNG" sh -c "[ $code = 200 ] && head -c 4 '$W/sample.png' | grep -q PNG"
+code=$(req GET "/api/v1/jobs/$id/samples/99.png")
+check "samples/99.png: 404" test "$code" = 404 && is_error not_found null
 code=$(req GET "/api/v1/jobs/$id/checkpoint?which=worst")
 check "checkpoint ?which=worst: 400 naming which" sh -c "[ $code = 400 ]" && is_error invalid_parameter which
 
