@@ -91,7 +91,7 @@ static int replay(Server *s, long job, Replay *rp, HttpBuf *out, EventKey *throu
     metric_flush(rp);
     if (rc == DACL_OK) rc = store_evaluations(s->store, job, rp->after.it - 1, replay_eval, rp);
     if (rc == DACL_OK && rp->oom) rc = DACL_FAIL(DACL_ENOMEM, "out of memory replaying events");
-    qsort(rp->v, rp->n, sizeof *rp->v, ev_cmp);
+    if (rp->n) qsort(rp->v, rp->n, sizeof *rp->v, ev_cmp); /* qsort(NULL, 0) is undefined */
     for (size_t i = 0; i < rp->n; i++) {
         buf_append(out, rp->v[i].text, strlen(rp->v[i].text));
         if (events_key_cmp(rp->v[i].key, *through) > 0) *through = rp->v[i].key;
