@@ -12,7 +12,9 @@ void api_job_get(Server *s, Request *r);
 void api_job_cancel(Server *s, Request *r);
 void api_job_delete(Server *s, Request *r);
 
-/* api_metrics.c */
+/* api_metrics.c; the cache of /metrics answers lives in s->mcache */
+int api_cache_create(Server *s);
+void api_cache_free(Server *s);
 void api_job_metrics(Server *s, Request *r);
 void api_job_metrics_csv(Server *s, Request *r);
 void api_job_evaluation(Server *s, Request *r);

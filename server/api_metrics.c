@@ -2,6 +2,8 @@
  * validation rounds and checkpoint downloads. All read the store or the
  * job's folder; none waits for training. */
 #include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,16 +62,25 @@ static void series_bucket(Series *s, size_t max_points) {
     s->n = out;
 }
 
-static cJSON *series_json(const Series *s, size_t raw) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *st = cJSON_AddArrayToObject(o, "step"), *va = cJSON_AddArrayToObject(o, "value");
+/* "name":{"step":[...],"value":[...],"points":N,"folded":M}, printed
+ * directly: on a long job this is tens of thousands of numbers, and
+ * building a cJSON tree for them costs more than reading them. */
+static void series_print(HttpBuf *b, const char *name, const Series *s, size_t raw) {
+    buf_printf(b, "\"%s\":{\"step\":[", name);
+    for (size_t i = 0; i < s->n; i++) buf_printf(b, i ? ",%ld" : "%ld", s->step[i]);
+    buf_printf(b, "],\"value\":[");
     for (size_t i = 0; i < s->n; i++) {
-        cJSON_AddItemToArray(st, cJSON_CreateNumber((double)s->step[i]));
-        cJSON_AddItemToArray(va, cJSON_CreateNumber(s->value[i]));
+        if (i) buf_append(b, ",", 1);
+        char num[32];
+        /* the shortest of 15 or 17 digits that reads back as the same double */
+        snprintf(num, sizeof num, "%.15g", s->value[i]);
+        if (strtod(num, NULL) != s->value[i]) snprintf(num, sizeof num, "%.17g", s->value[i]);
+        if (isfinite(s->value[i]))
+            buf_append(b, num, strlen(num));
+        else
+            buf_append(b, "null", 4); /* JSON has no NaN */
     }
-    cJSON_AddNumberToObject(o, "points", (double)raw);
-    cJSON_AddNumberToObject(o, "folded", (double)(raw - s->n));
-    return o;
+    buf_printf(b, "],\"points\":%zu,\"folded\":%zu}", raw, raw - s->n);
 }
 
 static void free_names(char **names, int n) {
@@ -100,6 +111,86 @@ static int split_names(const char *list, char ***out, int *n) {
     return DACL_OK;
 }
 
+/* ------------------------------------------------------------ cache -- */
+
+/* Answers of /metrics by (job, query), valid while the job's flushed
+ * iteration and status are what they were: a dashboard polling a long job
+ * costs one store scan per flush, not one per request. */
+#define CACHE_SLOTS 16
+
+typedef struct {
+    long job, iteration;
+    int status;
+    char key[192];
+    char *json;
+    size_t n;
+    unsigned long used;
+} CacheSlot;
+
+struct MetricsCache {
+    pthread_mutex_t mu;
+    unsigned long tick;
+    CacheSlot slot[CACHE_SLOTS];
+};
+
+int api_cache_create(Server *s) {
+    s->mcache = calloc(1, sizeof *s->mcache);
+    if (!s->mcache) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->mcache->mu, NULL);
+    return DACL_OK;
+}
+
+void api_cache_free(Server *s) {
+    if (!s->mcache) return;
+    for (int i = 0; i < CACHE_SLOTS; i++) free(s->mcache->slot[i].json);
+    pthread_mutex_destroy(&s->mcache->mu);
+    free(s->mcache);
+    s->mcache = NULL;
+}
+
+/* a copy of the cached answer, or NULL */
+static char *cache_get(MetricsCache *c, const StoreJob *j, const char *key, size_t *n) {
+    char *out = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < CACHE_SLOTS && !out; i++) {
+        CacheSlot *e = &c->slot[i];
+        if (!e->json || e->job != j->id || e->iteration != j->iteration || e->status != (int)j->status ||
+            strcmp(e->key, key))
+            continue;
+        if ((out = malloc(e->n + 1))) {
+            memcpy(out, e->json, e->n + 1);
+            *n = e->n;
+            e->used = ++c->tick;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return out;
+}
+
+static void cache_put(MetricsCache *c, const StoreJob *j, const char *key, const char *json, size_t n) {
+    char *copy = malloc(n + 1);
+    if (!copy || strlen(key) >= sizeof c->slot[0].key) {
+        free(copy);
+        return;
+    }
+    memcpy(copy, json, n + 1);
+    pthread_mutex_lock(&c->mu);
+    CacheSlot *victim = &c->slot[0];
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        CacheSlot *e = &c->slot[i];
+        if (e->json && e->job == j->id && !strcmp(e->key, key)) { /* an older version of it */
+            victim = e;
+            break;
+        }
+        if (e->used < victim->used) victim = e;
+    }
+    free(victim->json);
+    *victim = (CacheSlot){.job = j->id, .iteration = j->iteration, .status = (int)j->status, .json = copy,
+                          .n = n, .used = ++c->tick};
+    snprintf(victim->key, sizeof victim->key, "%s", key);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void api_job_metrics(Server *s, Request *r) {
     long since, max_points;
     StoreJob j;
@@ -107,34 +198,54 @@ void api_job_metrics(Server *s, Request *r) {
         !http_query_long(r, "max_points", 0, MAX_POINTS_CAP, 0, &max_points) || !api_load_job(s, r, &j))
         return;
     long job = j.id;
-    store_job_clear(&j);
-    if (max_points == 1) {
+    const char *list = http_query(r, "names");
+    int bad = 1;
+    if (max_points == 1)
         http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "max_points",
                    "max_points: 0 (all) or at least 2 (a minimum and a maximum per bucket)");
+    else if (list && list[strspn(list, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-,")])
+        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "names",
+                   "names: series names separated by commas (letters, digits, _ . -)");
+    else
+        bad = 0;
+    char key[192];
+    size_t len;
+    /* a query too long for a key is not cached: a truncated key could match another */
+    if (snprintf(key, sizeof key, "%ld|%ld|%s", since, max_points, list ? list : "*") >= (int)sizeof key)
+        key[0] = '\0';
+    char *text = bad || !key[0] ? NULL : cache_get(s->mcache, &j, key, &len);
+    if (bad || text) {
+        if (text) http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
+        store_job_clear(&j);
         return;
     }
-    const char *list = http_query(r, "names");
     char **names;
     int n;
     int rc = list ? split_names(list, &names, &n) : store_metric_names(s->store, job, &names, &n);
-    cJSON *o = rc ? NULL : cJSON_CreateObject();
+    HttpBuf b = {0};
+    buf_append(&b, "{", 1);
     for (int i = 0; rc == DACL_OK && i < n; i++) {
         Series se = {0};
         rc = store_metric_points(s->store, job, names[i], since, series_add, &se);
         if (rc == DACL_OK && se.oom) rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
         size_t raw = se.n;
-        if (rc == DACL_OK) series_bucket(&se, (size_t)max_points);
-        if (rc == DACL_OK) cJSON_AddItemToObject(o, names[i], series_json(&se, raw));
+        series_bucket(&se, (size_t)max_points);
+        if (i) buf_append(&b, ",", 1);
+        series_print(&b, names[i], &se, raw);
         free(se.step);
         free(se.value);
     }
+    buf_append(&b, "}", 1);
     free_names(names, n);
-    if (rc) {
-        cJSON_Delete(o);
+    text = buf_take(&b, &len);
+    if (rc || !text) {
+        free(text);
         http_internal(r);
-        return;
+    } else {
+        if (key[0]) cache_put(s->mcache, &j, key, text, len);
+        http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
     }
-    http_json(r, MHD_HTTP_OK, o);
+    store_job_clear(&j);
 }
 
 /* ---------------------------------------------------------------- CSV -- */

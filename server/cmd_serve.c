@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "cli.h"
 #include "dacl/error.h"
 #include "dacl/version.h"
@@ -228,7 +229,7 @@ static int start(Server *s) {
     if (store_recover(s->store, &interrupted, &canceled)) return 1;
     if (interrupted || canceled)
         fprintf(stderr, "dacld: recovered: %d job(s) cut off will resume, %d canceled\n", interrupted, canceled);
-    if (events_start(&s->events, 15) || http_start(s, &s->http, &port)) return 1;
+    if (api_cache_create(s) || events_start(&s->events, 15) || http_start(s, &s->http, &port)) return 1;
     fprintf(stderr, "dacld: listening on http://%.*s:%d\n", (int)(strrchr(s->cfg.listen, ':') - s->cfg.listen),
             s->cfg.listen, port);
     return scheduler_start(s, &s->sched) ? 1 : 0;
@@ -240,6 +241,7 @@ static void stop(Server *s) {
     events_close(s->events);      /* streams end */
     http_stop(s->http);           /* requests in flight finish */
     events_free(s->events);
+    api_cache_free(s);
     store_close(s->store);
 }
 

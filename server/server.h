@@ -14,6 +14,7 @@
 typedef struct Scheduler Scheduler;
 typedef struct Events Events;
 typedef struct Http Http;
+typedef struct MetricsCache MetricsCache;
 
 /* The effective configuration: defaults, then the config file, then the
  * environment, then flags (cmd_serve.c). */
@@ -38,6 +39,7 @@ typedef struct {
     Scheduler *sched;
     Events *events;
     Http *http;
+    MetricsCache *mcache; /* api_metrics.c */
 } Server;
 
 #endif
