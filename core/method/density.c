@@ -14,47 +14,99 @@
 #include "contrast_internal.h"
 #include "dacl/method.h"
 
-#define DRB 64  /* query rows per similarity block: DRB x ns floats a member */
+#define DRB 128  /* query rows per similarity tile */
+#define DCB 1024 /* set rows per tile: a tile (512 KiB) stays in cache for the GEMM and the scan */
 #define LRB 256 /* anchors per logit block in the loss */
 
 /* ------------------------------------------------------------ density -- */
 
+/* Per query row, across the set's tiles: a buffer of candidates, its first
+ * K the K largest seen so far once it has been compacted, and thr the
+ * smallest of those. Values above thr are appended; a full buffer (K + cap)
+ * is compacted by quickselect. Most values fail the threshold test, which
+ * runs 16 at a time in vector registers. */
+static int cand_cap(int K) { return K < 32 ? 64 : 2 * K; }
+
 size_t dacl_density_ws(int set_rows, int kmax, int threads) {
-    return (size_t)threads * ((size_t)DRB * (set_rows > 0 ? set_rows : 1) + (size_t)kmax);
+    (void)set_rows; /* tiles are fixed: the set is swept DCB rows at a time */
+    return (size_t)threads * ((size_t)DRB * DCB + (size_t)DRB * (kmax + cand_cap(kmax)));
 }
 
-static void sift_down(float *h, int n, int i) {
-    float v = h[i];
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && h[c + 1] < h[c]) c++;
-        if (h[c] >= v) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = v;
+static float med3(float a, float b, float c) {
+    if (a > b) { float t = a; a = b; b = t; }
+    if (b > c) b = c;
+    return a > b ? a : b;
 }
 
-/* top [K] = the K largest of v[0..n) but v[skip], descending: a min-heap of
- * the best K so far, so most values cost one compare with its root. */
-static void top_k(float *top, const float *v, int n, int skip, int K) {
-    int m = 0, j = 0;
-    for (; j < n && m < K; j++)
-        if (j != skip) top[m++] = v[j];
-    for (int i = K / 2 - 1; i >= 0; i--) sift_down(top, K, i);
-    for (; j < n; j++) {
-        if (v[j] > top[0] && j != skip) {
-            top[0] = v[j];
-            sift_down(top, K, 0);
+/* Quickselect, descending: afterwards a[0..k) >= a[k-1] >= a[k..n). */
+static void select_desc(float *a, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (hi > lo) {
+        float x = med3(a[lo], a[lo + (hi - lo) / 2], a[hi]);
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > x) i++;
+            while (a[j] < x) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
         }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            return; /* a[k-1] equals the pivot, everything is in place */
     }
-    for (int e = K - 1; e > 0; e--) { /* heap sort: the minimum goes last */
-        float t = top[0];
-        top[0] = top[e];
-        top[e] = t;
-        sift_down(top, e, 0);
+}
+
+typedef struct {
+    float *buf; /* [K + cap] */
+    int m;      /* values in buf */
+    float thr;  /* the K-th largest so far (-inf until K are known) */
+} Cand;
+
+static void cand_compact(Cand *c, int K) {
+    select_desc(c->buf, c->m, K);
+    c->m = K;
+    float t = c->buf[0];
+    for (int i = 1; i < K; i++) t = c->buf[i] < t ? c->buf[i] : t;
+    c->thr = t;
+}
+
+/* v[j] is a candidate when above the threshold and not the query itself */
+static inline void cand_take(Cand *c, float x, int K, int size) {
+    c->buf[c->m++] = x;
+    if (c->m == size) cand_compact(c, K);
+}
+
+/* Any of v[0..16) above thr: two 8-lane compares (GCC vector extensions;
+ * the plain loop is left scalar by the compiler here, at 4x the cost). */
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+static inline int any_above16(const float *v, float thr) {
+    F8 a, b;
+    memcpy(&a, v, sizeof a);
+    memcpy(&b, v + 8, sizeof b);
+    I8 m = (a > thr) | (b > thr);
+    uint64_t q[4];
+    memcpy(q, &m, sizeof q);
+    return (q[0] | q[1] | q[2] | q[3]) != 0;
+}
+
+/* feeds v[0..n) but v[skip]; only a block of 16 with a hit is walked */
+static void cand_feed(Cand *c, const float *v, int n, int skip, int K, int size) {
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        if (!any_above16(v + j, c->thr)) continue;
+        for (int l = 0; l < 16; l++)
+            if (v[j + l] > c->thr && j + l != skip) cand_take(c, v[j + l], K, size);
     }
+    for (; j < n; j++)
+        if (v[j] > c->thr && j != skip) cand_take(c, v[j], K, size);
 }
 
 typedef struct {
@@ -64,28 +116,43 @@ typedef struct {
     int nq, n1, n2, self_at, d, nk;
 } DensityJob;
 
+/* Row blocks of DRB queries; for each, the set in tiles of DCB rows (one
+ * GEMM each), every row's candidates kept across the tiles. */
 static void job_density(void *ctx, int tid, int nt) {
     DensityJob *j = ctx;
-    const int ns = j->n1 + j->n2, K = j->knn[j->nk - 1];
-    float *g = j->ws + (size_t)tid * ((size_t)DRB * ns + K), *top = g + (size_t)DRB * ns;
+    const int K = j->knn[j->nk - 1], size = K + cand_cap(K), ns = j->n1 + j->n2;
+    float *g = j->ws + (size_t)tid * ((size_t)DRB * DCB + (size_t)DRB * size), *bufs = g + (size_t)DRB * DCB;
+    Cand cand[DRB];
     int b0, b1;
     dacl_split((j->nq + DRB - 1) / DRB, tid, nt, &b0, &b1);
     for (int b = b0; b < b1; b++) {
         int r0 = b * DRB, n = j->nq - r0 < DRB ? j->nq - r0 : DRB;
         const float *xb = j->x + (size_t)r0 * j->d;
-        if (j->n1 > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, j->n1, j->d, 1.0f, xb, j->d, j->y1,
-                        j->d, 0.0f, g, ns);
-        if (j->n2 > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, j->n2, j->d, 1.0f, xb, j->d, j->y2,
-                        j->d, 0.0f, g + j->n1, ns);
+        for (int i = 0; i < n; i++) cand[i] = (Cand){bufs + (size_t)i * size, 0, -INFINITY};
+        for (int c0 = 0, c1; c0 < ns; c0 = c1) {
+            /* set rows [c0, c1): from y1, then from y2; a tile never straddles them */
+            int lim = c0 < j->n1 ? j->n1 : ns, w;
+            c1 = c0 + DCB < lim ? c0 + DCB : lim;
+            w = c1 - c0;
+            const float *y = c0 < j->n1 ? j->y1 + (size_t)c0 * j->d : j->y2 + (size_t)(c0 - j->n1) * j->d;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w, j->d, 1.0f, xb, j->d, y, j->d, 0.0f,
+                        g, w);
+            for (int i = 0; i < n; i++) {
+                int self = j->self_at < 0 ? -1 : j->self_at + r0 + i - c0;
+                cand_feed(&cand[i], g + (size_t)i * w, w, self, K, size);
+            }
+        }
+        /* the K largest, then nested selections for the smaller k: sums only */
         for (int i = 0; i < n; i++) {
-            top_k(top, g + (size_t)i * ns, ns, j->self_at < 0 ? -1 : j->self_at + r0 + i, K);
-            double s = 0.0, d = 0.0;
-            int t = 0;
-            for (int k = 0; k < j->nk; k++) {
-                for (; t < j->knn[k]; t++) s += top[t];
-                d += s / j->knn[k];
+            Cand *c = &cand[i];
+            if (c->m > K) cand_compact(c, K);
+            double d = 0.0;
+            for (int s = j->nk - 1, upto = K; s >= 0; s--) {
+                int k = j->knn[s];
+                if (k < upto) select_desc(c->buf, upto, k), upto = k;
+                double sum = 0.0;
+                for (int t = 0; t < k; t++) sum += c->buf[t];
+                d += sum / k;
             }
             j->dens[r0 + i] = (float)(d / j->nk);
         }
