@@ -2,7 +2,7 @@
 """Reference tensors for the DACL contrastive module (method.md section 3), by PyTorch.
 
 Run from the repository root:  /usr/bin/python3 tests/reference/make_contrast_fixtures.py
-It writes tests/reference/contrast_ref.bin, which tests/unit/test_method_contrast.c reads.
+It writes tests/reference/contrast_ref.bin, which tests/unit/test_method_contrast_ref.c reads.
 
 One loss of one model, everything in float64 (the C code runs float32):
   features feat [N=2, Cf=6, 6, 6] and the head's parameters, seeded numpy, stored in the file;
