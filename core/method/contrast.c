@@ -623,7 +623,9 @@ int dacl_contrast_class_info(const DaclContrast *c, int m, int cls, DaclContrast
         .nkeys = md->nkeys[cls],
         .bank_keys = md->bkeys + (size_t)cls * c->kg_cap,
         .nbank_keys = md->nbk[cls],
-        .bank_density = c->bvalid[cls] ? c->bdens + (size_t)cls * c->bank_size : NULL,
+        .bank_density = c->bvalid[cls] && c->bver[cls] == dacl_bank_version(c->bank, cls)
+                            ? c->bdens + (size_t)cls * c->bank_size
+                            : NULL,
         .centre = md->centre + (size_t)cls * c->D,
         .negatives = md->neg + (size_t)cls * c->j_cap,
         .nneg = md->nneg[cls],

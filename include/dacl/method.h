@@ -36,14 +36,20 @@ double dacl_cl_weight(const DaclJobConfig *cfg, long t);
  * embedded this iteration (grouped by class), K classes (NC of the dataset).
  * Embeddings are row-major [rows, D] and L2-normalised.
  *
- * A trainer iteration, per model m, then once:
+ * A trainer iteration, after both U-Nets' forwards (softmax in probs[m]):
+ *   per model m:
  *     dacl_contrast_classes(cls, y, L, probs[1-m], B, NC, H, W, fh, fw, phi, background);
- *     dacl_contrast_loss(cl, m, feat_m, cls, B, iter, lambda_cl, &st[m]);
- *     ... dacl_unet_backward(net[m], dlogits[m], dacl_contrast_dfeat(cl, m), layer);
- *     dacl_contrast_sgd_step(cl, lr, momentum, wd);   (after the U-Nets' steps)
- *     dacl_contrast_bank_update(cl, iter);
- * dacl_contrast_loss zeroes the heads' gradients itself (one loss per model
- * per iteration). */
+ *     dacl_contrast_loss(cl, m, dacl_unet_feature(net[m], layer, ...), cls, B, iter,
+ *                        lambda_cl(iter), &st[m]);    (0 in the warm-up: no gradient,
+ *                                                      but the bank still fills)
+ *   total += lambda_cl(iter) * st[m].loss; then, if every term is finite, per model:
+ *     dacl_unet_backward(net[m], dlogits[m], dacl_contrast_dfeat(cl, m), layer);
+ *     dacl_unet_sgd_step(...);
+ *   and once: dacl_contrast_sgd_step(cl, lr, momentum, wd); dacl_contrast_bank_update(cl, iter);
+ * dacl_contrast_loss zeroes its head's gradient itself (one loss per model
+ * per iteration) and updates the head's BN running statistics: a trainer
+ * that undoes a non-finite iteration restores dacl_head_bn_stats too and
+ * skips the bank update. State for checkpoints: dacl_contrast_state_*. */
 
 #define DACL_HEAD_HIDDEN 256
 #define DACL_CL_MAX_CLASSES 256
@@ -201,7 +207,7 @@ int dacl_contrast_state_write(DaclContrast *c, void *buf, size_t n);
 int dacl_contrast_state_read(DaclContrast *c, const void *buf, size_t n);
 
 /* Inspection of model m's last loss, for tests and tools. Rows are the
- * embedded pixels grouped by class: class k owns rows [off[k], off[k+1]). */
+ * embedded pixels grouped by class: class k owns rows [row0, row0 + nrows). */
 typedef struct {
     int active;                 /* contributed to the loss */
     int row0, nrows;            /* its rows */
@@ -211,7 +217,7 @@ typedef struct {
     int nkeys;
     const int32_t *bank_keys;   /* [nbank_keys] bank slots, descending bank density */
     int nbank_keys;
-    const float *bank_density;  /* [bank count] densities against the bank (NULL: not computed) */
+    const float *bank_density;  /* [bank count] against the bank's current entries (NULL: not computed) */
     const float *centre;        /* [D] */
     const int32_t *negatives;   /* [nneg] rows of other classes */
     int nneg;
