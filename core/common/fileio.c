@@ -37,29 +37,60 @@ static void sync_parent(const char *path) {
     close(fd);
 }
 
-int dacl_file_write_atomic(const char *path, const void *buf, size_t n) {
-    size_t len = strlen(path) + 8;
-    char *tmp = malloc(len);
-    if (!tmp) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    snprintf(tmp, len, "%s.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
+int dacl_tmp_open(const char *path, DaclTmpFile *t) {
+    size_t n = strlen(path) + 8;
+    if (!(t->name = malloc(n))) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+    snprintf(t->name, n, "%s.XXXXXX", path);
+    t->fd = mkstemp(t->name);
+    int e = errno;
+    /* mkstemp makes 0600; outputs are meant to be shared like any other file we write */
+    if (t->fd >= 0 && fchmod(t->fd, 0644) != 0) {
+        e = errno;
+        close(t->fd);
+        unlink(t->name);
+        t->fd = -1;
+    }
+    if (t->fd < 0) {
+        free(t->name);
+        t->name = NULL;
         return DACL_FAIL(DACL_EIO, "%s: cannot create a temporary file: %s", path, strerror(e));
     }
-    int rc = DACL_OK;
-    /* mkstemp makes 0600; outputs are shared like any other file */
-    if (fchmod(fd, 0644) != 0 || write_all(fd, buf, n) != 0 || fsync(fd) != 0)
+    return DACL_OK;
+}
+
+/* fsync a closed file by name, so its bytes are on disk before it is renamed */
+static int sync_file(const char *name) {
+    int fd = open(name, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int dacl_tmp_finish(DaclTmpFile *t, const char *path, int rc, int replace) {
+    if (rc == DACL_OK && sync_file(t->name) != 0)
         rc = DACL_FAIL(DACL_EIO, "%s: cannot write: %s", path, strerror(errno));
-    if (close(fd) != 0 && rc == DACL_OK)
-        rc = DACL_FAIL(DACL_EIO, "%s: cannot write: %s", path, strerror(errno));
-    if (rc == DACL_OK && rename(tmp, path) != 0)
+    if (rc == DACL_OK && replace && rename(t->name, path) != 0)
         rc = DACL_FAIL(DACL_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc != DACL_OK) unlink(tmp);
-    free(tmp);
+    /* link() fails if the name exists, even if it appeared a moment ago: never overwrite */
+    if (rc == DACL_OK && !replace && link(t->name, path) != 0)
+        rc = errno == EEXIST ? DACL_FAIL(DACL_EEXIST, "%s: exists; not overwriting it", path)
+                             : DACL_FAIL(DACL_EIO, "%s: %s", path, strerror(errno));
+    if (rc != DACL_OK || !replace) unlink(t->name);
+    free(t->name);
+    t->name = NULL;
     if (rc == DACL_OK) sync_parent(path);
     return rc;
+}
+
+int dacl_file_write_atomic(const char *path, const void *buf, size_t n) {
+    DaclTmpFile t;
+    DACL_TRY(dacl_tmp_open(path, &t));
+    int rc = DACL_OK;
+    if (write_all(t.fd, buf, n) != 0) rc = DACL_FAIL(DACL_EIO, "%s: cannot write: %s", path, strerror(errno));
+    if (close(t.fd) != 0 && rc == DACL_OK)
+        rc = DACL_FAIL(DACL_EIO, "%s: cannot write: %s", path, strerror(errno));
+    return dacl_tmp_finish(&t, path, rc, 1);
 }
 
 int dacl_file_read_all(const char *path, unsigned char **buf, size_t *n) {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dacl/data.h"
+#include "dacl/fileio.h"
 
 /* Largest volume we accept from a file: 2^31 voxels (8 GiB of float32); anything bigger is a
  * corrupt header, not a medical image. */
@@ -40,17 +41,7 @@ int dacl_h5_read_remap(const char *path, DaclVolume *img, DaclLabelVolume *lab, 
 int dacl_nifti_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
 int dacl_png_read_label_remap(const char *path, DaclLabelVolume *lab, const DaclLabelRemap *rm);
 
-/* Atomic writes: a writer opens a temporary file next to `path` (same folder, so the rename is
- * atomic), writes it and closes its fd, then finishes: if rc is DACL_OK the file takes the name
- * `path` (replacing it, or with replace = 0 failing with DACL_EEXIST if it exists), else it is
- * removed. dacl_tmp_finish frees the name and returns rc or the failure to rename. */
-typedef struct {
-    char *name; /* "<path>.XXXXXX" */
-    int fd;     /* open, mode 0644 */
-} DaclTmpFile;
-
-int dacl_tmp_open(const char *path, DaclTmpFile *t);
-int dacl_tmp_finish(DaclTmpFile *t, const char *path, int rc, int replace);
+/* Atomic writes: DaclTmpFile in dacl/fileio.h. */
 
 /* ---- manifest building (dataset.c), shared with dataset_init.c ---- */
 

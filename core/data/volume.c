@@ -107,40 +107,6 @@ void dacl_labels_remap_u8(const DaclLabelRemap *rm, uint8_t *data, size_t n) {
     for (size_t i = 0; i < n; i++) data[i] = lut[data[i]];
 }
 
-int dacl_tmp_open(const char *path, DaclTmpFile *t) {
-    size_t n = strlen(path) + 8;
-    if (!(t->name = malloc(n))) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
-    snprintf(t->name, n, "%s.XXXXXX", path);
-    t->fd = mkstemp(t->name);
-    int e = errno;
-    /* mkstemp makes 0600; outputs are meant to be shared like any other file we write */
-    if (t->fd >= 0 && fchmod(t->fd, 0644) != 0) {
-        e = errno;
-        close(t->fd);
-        unlink(t->name);
-        t->fd = -1;
-    }
-    if (t->fd < 0) {
-        free(t->name);
-        t->name = NULL;
-        return DACL_FAIL(DACL_EIO, "%s: cannot create: %s", path, strerror(e));
-    }
-    return DACL_OK;
-}
-
-int dacl_tmp_finish(DaclTmpFile *t, const char *path, int rc, int replace) {
-    if (rc == DACL_OK && replace && rename(t->name, path) != 0)
-        rc = DACL_FAIL(DACL_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
-    /* link() fails if the name exists, even if it appeared a moment ago: never overwrite */
-    if (rc == DACL_OK && !replace && link(t->name, path) != 0)
-        rc = errno == EEXIST ? DACL_FAIL(DACL_EEXIST, "%s: exists; not overwriting it", path)
-                             : DACL_FAIL(DACL_EIO, "%s: %s", path, strerror(errno));
-    if (rc != DACL_OK || !replace) unlink(t->name);
-    free(t->name);
-    t->name = NULL;
-    return rc;
-}
-
 /* ---- volumes ---- */
 
 /* calloc a (nz, ny, nx) block of `elem`-byte voxels into *data. */
