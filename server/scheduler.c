@@ -23,7 +23,7 @@
 
 #define FLUSH_S 0.5
 #define PROGRESS_EVENT_S 0.5
-#define MAX_SERIES 64
+#define MAX_SERIES 128 /* DACL adds per-class series: anchors per model, bank fill */
 #define MAX_ROWS 65536 /* kept while the database refuses writes, then the oldest go */
 
 typedef struct {

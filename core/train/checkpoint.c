@@ -6,6 +6,8 @@
  *   | 16 bytes config hash (hex) | u32 L | L bytes of the job config (JSON)
  *   | u32 S | S bytes of DaclSamplerState
  *   | per model: u64 P | P bytes of the model section (nn.h, with momentum)
+ *   | u64 C | C bytes of the contrastive module's state (method.h; 0 unless
+ *     method = dacl; absent in version 1 files, which are still read)
  *   | u64 FNV-1a 64 of every byte before it
  *
  * The sampler's state is a few counters (its permutations and augmentations
@@ -39,7 +41,8 @@ static void put_u64(Out *o, uint64_t v) { put(o, &v, 8); }
 
 int dacl_checkpoint_write(const char *path, const DaclCheckpoint *ck, DaclUNet *const *models) {
     size_t cfg_len = ck->config_json ? strlen(ck->config_json) : 0;
-    size_t total = HEADER_FIXED + 4 + cfg_len + 4 + sizeof(DaclSamplerState) + 8;
+    size_t total = HEADER_FIXED + 4 + cfg_len + 4 + sizeof(DaclSamplerState) + 8 + 8 +
+                   ck->contrast_bytes;
     size_t sec[DACL_CKPT_MAX_MODELS];
     if (ck->models < 1 || ck->models > DACL_CKPT_MAX_MODELS)
         return DACL_FAIL(DACL_EINVAL, "%s: a checkpoint holds 1..%d models, not %d", path,
@@ -73,6 +76,8 @@ int dacl_checkpoint_write(const char *path, const DaclCheckpoint *ck, DaclUNet *
         o.at += sec[i];
     }
     if (rc == DACL_OK) {
+        put_u64(&o, ck->contrast_bytes);
+        if (ck->contrast_bytes) put(&o, ck->contrast, ck->contrast_bytes);
         put_u64(&o, dacl_fnv1a64(DACL_FNV1A64_INIT, buf, o.at));
         rc = dacl_file_write_atomic(path, buf, o.at);
     }
@@ -96,7 +101,10 @@ static int get(In *r, void *v, size_t k, const char *what) {
 
 void dacl_checkpoint_free(DaclCheckpoint *ck) {
     free(ck->config_json);
+    free(ck->contrast);
     ck->config_json = NULL;
+    ck->contrast = NULL;
+    ck->contrast_bytes = 0;
 }
 
 int dacl_checkpoint_read(const char *path, DaclCheckpoint *out, DaclUNet **models, int max_n, int h,
@@ -127,8 +135,8 @@ int dacl_checkpoint_read(const char *path, DaclCheckpoint *out, DaclUNet **model
     }
     r.n = n - 8;
     if ((rc = get(&r, magic, 8, "header")) || (rc = get(&r, &version, 4, "header"))) goto done;
-    if (version != DACL_CHECKPOINT_VERSION) {
-        rc = DACL_FAIL(DACL_EFORMAT, "%s: checkpoint version %u, this dacld reads version %d", path,
+    if (version < 1 || version > DACL_CHECKPOINT_VERSION) {
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: checkpoint version %u, this dacld reads versions 1 to %d", path,
                        version, DACL_CHECKPOINT_VERSION);
         goto done;
     }
@@ -173,6 +181,24 @@ int dacl_checkpoint_read(const char *path, DaclCheckpoint *out, DaclUNet **model
                                                    NULL)))
             goto done;
         r.at += len;
+    }
+    if (version >= 2) {
+        uint64_t clen;
+        if ((rc = get(&r, &clen, 8, "contrastive state"))) goto done;
+        if (clen > r.n - r.at) {
+            rc = DACL_FAIL(DACL_EFORMAT, "%s: truncated checkpoint (contrastive state)", path);
+            goto done;
+        }
+        if (clen) {
+            ck.contrast = malloc(clen);
+            if (!ck.contrast) {
+                rc = DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            memcpy(ck.contrast, r.p + r.at, clen);
+            ck.contrast_bytes = clen;
+            r.at += clen;
+        }
     }
     if (r.at != r.n) rc = DACL_FAIL(DACL_EFORMAT, "%s: %zu unexpected bytes at the end", path, r.n - r.at);
 done:

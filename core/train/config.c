@@ -281,6 +281,10 @@ static int cross_check(Where *w, const DaclJobConfig *c) {
             snprintf(buf, sizeof buf, " (%d)", kmax);
             return bad(w, "method.bank_size", "%s: must exceed the largest k in method.knn%s", buf);
         }
+        if (c->method.granularity == DACL_GRAN_PROTOTYPE)
+            return bad(w, "method.granularity",
+                       "%s: \"prototype\" (the paper's Table 3 variant) is not implemented yet%s",
+                       "; use \"pixel\", the paper's best row");
     }
     return DACL_OK;
 }

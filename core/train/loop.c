@@ -21,7 +21,9 @@
 #include "dacl/method.h"
 #include "dacl/train.h"
 
-#define MAX_METRICS 16
+/* per iteration: 11 co-training scalars, 7 contrastive ones, and per
+ * foreground class the anchors of each model and the bank's fill */
+#define BASE_METRICS 20
 
 struct DaclTrainer {
     DaclJobConfig cfg;
@@ -37,6 +39,18 @@ struct DaclTrainer {
     float *x, *probs[2], *dlogits[2];
     uint8_t *y, *pseudo[2];
     float *bn_saved[2]; /* BN statistics before a forward, to undo a non-finite step */
+    /* DACL (method.md §3): the contrastive module on feature map cl_layer
+     * (cl_c x cl_h x cl_w), per-pixel classes at that size, head BN statistics
+     * before the loss (undone with the U-Nets' on a non-finite step) */
+    DaclContrast *cl;
+    int cl_layer, cl_c, cl_h, cl_w;
+    uint8_t *cl_cls;
+    float *cl_saved[2];
+    char (*cl_names)[64]; /* per-class metric names: [3 * classes] */
+    /* one iteration's metrics, sized at set-up */
+    int metrics_cap;
+    const char **metric_names;
+    double *metric_values;
     long iter;
     double best_dice;
     long best_iter;
@@ -139,6 +153,51 @@ static int alloc_buffers(DaclTrainer *t) {
     return DACL_OK;
 }
 
+/* A metric-name-safe form of a label name ("right kidney" -> "right_kidney"). */
+static void metric_label(char *dst, size_t n, const char *name) {
+    size_t i = 0;
+    for (; name[i] && i + 1 < n; i++) {
+        char ch = name[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '_' || ch == '-';
+        dst[i] = ok ? ch : '_';
+    }
+    dst[i] = '\0';
+}
+
+/* The contrastive module of method = dacl: two heads on feature map
+ * method.feature_layer, one bank, initialised from their own seed. */
+static int setup_contrast(DaclTrainer *t, const DaclUNetConfig *uc) {
+    const DaclJobConfig *c = &t->cfg;
+    DACL_TRY(dacl_contrast_check_config(c));
+    t->cl_layer = c->method.feature_layer;
+    DACL_TRY(dacl_contrast_feature_shape(uc, t->cl_layer, t->ph, t->pw, &t->cl_c, &t->cl_h, &t->cl_w));
+    if (t->cl_h < 1 || t->cl_w < 1)
+        return DACL_FAIL(DACL_EINVAL, "method.feature_layer: a %dx%d patch has no pixels at that layer",
+                         t->ph, t->pw);
+    DACL_TRY(dacl_contrast_create(&t->cl, c, 2, t->classes, t->cl_c, t->B, t->cl_h, t->cl_w, t->pool));
+    DaclRng rng;
+    dacl_rng_seed(&rng, dacl_hash64(c->train.seed * 2 + 2));
+    dacl_contrast_init(t->cl, &rng);
+    t->cl_cls = malloc((size_t)t->B * t->cl_h * t->cl_w);
+    t->cl_names = calloc((size_t)3 * t->classes, sizeof *t->cl_names);
+    if (!t->cl_cls || !t->cl_names) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    for (int m = 0; m < 2; m++) {
+        t->cl_saved[m] = malloc(dacl_head_bn_stats_count(dacl_contrast_head(t->cl, m)) * sizeof(float));
+        if (!t->cl_saved[m]) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    }
+    for (int k = 0; k < t->classes; k++) {
+        char label[48];
+        snprintf(label, sizeof label, "%d", k);
+        for (int i = 0; i < t->ds.n_labels; i++)
+            if (t->ds.labels[i].value == k) metric_label(label, sizeof label, t->ds.labels[i].name);
+        snprintf(t->cl_names[3 * k], sizeof t->cl_names[0], "cl_anchors_a.%s", label);
+        snprintf(t->cl_names[3 * k + 1], sizeof t->cl_names[0], "cl_anchors_b.%s", label);
+        snprintf(t->cl_names[3 * k + 2], sizeof t->cl_names[0], "cl_bank.%s", label);
+    }
+    return DACL_OK;
+}
+
 static int trainer_setup(DaclTrainer *t, const char *data_root) {
     const DaclJobConfig *c = &t->cfg;
     DACL_TRY(make_dir(t->work_dir));
@@ -166,7 +225,13 @@ static int trainer_setup(DaclTrainer *t, const char *data_root) {
         dacl_rng_seed(&rng, dacl_hash64(c->train.seed * 2 + (uint64_t)m));
         dacl_unet_init(t->net[m], &rng);
     }
-    return alloc_buffers(t);
+    DACL_TRY(alloc_buffers(t));
+    if (c->method.name == DACL_METHOD_DACL) DACL_TRY(setup_contrast(t, &uc));
+    t->metrics_cap = BASE_METRICS + 3 * t->classes;
+    t->metric_names = calloc((size_t)t->metrics_cap, sizeof *t->metric_names);
+    t->metric_values = calloc((size_t)t->metrics_cap, sizeof *t->metric_values);
+    if (!t->metric_names || !t->metric_values) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    return DACL_OK;
 }
 
 int dacl_trainer_create(DaclTrainer **out, const DaclJobConfig *cfg, const char *data_root,
@@ -199,7 +264,13 @@ void dacl_trainer_free(DaclTrainer *t) {
         free(t->dlogits[m]);
         free(t->pseudo[m]);
         free(t->bn_saved[m]);
+        free(t->cl_saved[m]);
     }
+    dacl_contrast_free(t->cl);
+    free(t->cl_cls);
+    free(t->cl_names);
+    free(t->metric_names);
+    free(t->metric_values);
     for (int i = 0; i < t->nval; i++) {
         if (t->val_img) dacl_volume_free(&t->val_img[i]);
         if (t->val_lab) dacl_label_free(&t->val_lab[i]);
@@ -232,7 +303,30 @@ static int save(DaclTrainer *t, const char *name) {
                          .best_dice = t->best_dice, .best_model = t->best_model,
                          .config_json = t->config_json, .sampler = t->sampler.st};
     memcpy(ck.config_hash, t->config_hash, sizeof ck.config_hash);
-    return dacl_checkpoint_write(path, &ck, t->net);
+    if (t->cl) {
+        ck.contrast_bytes = dacl_contrast_state_bytes(t->cl);
+        ck.contrast = malloc(ck.contrast_bytes);
+        if (!ck.contrast) return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", path);
+        int rc = dacl_contrast_state_write(t->cl, ck.contrast, ck.contrast_bytes);
+        if (rc) {
+            free(ck.contrast);
+            return rc;
+        }
+    }
+    int rc = dacl_checkpoint_write(path, &ck, t->net);
+    free(ck.contrast);
+    return rc;
+}
+
+/* A new contrastive module holding the checkpoint's state. */
+static int stage_contrast(DaclTrainer *t, const DaclCheckpoint *ck, DaclContrast **out) {
+    DACL_TRY(dacl_contrast_create(out, &t->cfg, 2, t->classes, t->cl_c, t->B, t->cl_h, t->cl_w, t->pool));
+    int rc = dacl_contrast_state_read(*out, ck->contrast, ck->contrast_bytes);
+    if (rc) {
+        dacl_contrast_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int dacl_trainer_resume(DaclTrainer *t, const char *path) {
@@ -246,10 +340,17 @@ int dacl_trainer_resume(DaclTrainer *t, const char *path) {
                        path, ck.config_hash, t->config_hash);
     else if (ck.models != t->nmodels)
         rc = DACL_FAIL(DACL_EFORMAT, "%s: %d models, the job trains %d", path, ck.models, t->nmodels);
-    if (rc == DACL_OK) rc = dacl_sampler_restore(&t->sampler, &ck.sampler);
+    else if (!t->cl != !ck.contrast)
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: %s the contrastive module's state, the job %s", path,
+                       ck.contrast ? "has" : "lacks", t->cl ? "needs it" : "has none");
+    /* the contrastive state is read into a new module, swapped in with the models */
+    DaclContrast *staged = NULL;
+    if (rc == DACL_OK && t->cl) rc = stage_contrast(t, &ck, &staged);
     for (int m = 0; rc == DACL_OK && m < t->nmodels; m++)
         rc = dacl_unet_set_pool(loaded[m], t->pool);
+    if (rc == DACL_OK) rc = dacl_sampler_restore(&t->sampler, &ck.sampler);
     if (rc) {
+        dacl_contrast_free(staged);
         for (int m = 0; m < DACL_CKPT_MAX_MODELS; m++) dacl_unet_free(loaded[m]);
         dacl_checkpoint_free(&ck);
         return rc;
@@ -257,6 +358,10 @@ int dacl_trainer_resume(DaclTrainer *t, const char *path) {
     for (int m = 0; m < t->nmodels; m++) {
         dacl_unet_free(t->net[m]);
         t->net[m] = loaded[m];
+    }
+    if (staged) {
+        dacl_contrast_free(t->cl);
+        t->cl = staged;
     }
     t->iter = ck.iteration;
     t->best_dice = ck.best_dice;
@@ -269,25 +374,40 @@ int dacl_trainer_resume(DaclTrainer *t, const char *path) {
 /* ------------------------------------------------------------- a step -- */
 
 typedef struct {
-    int n;
-    const char *names[MAX_METRICS];
-    double values[MAX_METRICS];
+    int n, cap;
+    const char **names;
+    double *values;
 } Metrics;
 
 static void add_metric(Metrics *mt, const char *name, double v) {
-    if (mt->n < MAX_METRICS) mt->names[mt->n] = name, mt->values[mt->n++] = v;
+    if (mt->n < mt->cap) mt->names[mt->n] = name, mt->values[mt->n++] = v;
 }
 
 static const char *const M_SUP[2] = {"loss_sup_a", "loss_sup_b"};
 static const char *const M_CE[2] = {"loss_ce_a", "loss_ce_b"};
 static const char *const M_DICE[2] = {"loss_dice_a", "loss_dice_b"};
 static const char *const M_CROSS[2] = {"loss_cross_a", "loss_cross_b"};
+static const char *const M_CL[2] = {"loss_cl_a", "loss_cl_b"};
+static const char *const M_ADENS[2] = {"cl_anchor_density_a", "cl_anchor_density_b"};
+static const char *const M_KDENS[2] = {"cl_key_density_a", "cl_key_density_b"};
 
 /* The first term whose value is not finite (the total, "loss", last), or NULL. */
 static const char *nonfinite(const Metrics *mt) {
     for (int i = 1; i < mt->n; i++)
         if (!isfinite(mt->values[i])) return mt->names[i];
     return isfinite(mt->values[0]) ? NULL : mt->names[0];
+}
+
+/* Puts back the BN running statistics of before this iteration's forwards:
+ * the U-Nets', and the first `heads` projection heads'. */
+static void undo_bn(DaclTrainer *t, int heads) {
+    for (int m = 0; m < t->nmodels; m++)
+        memcpy(dacl_unet_bn_stats(t->net[m]), t->bn_saved[m],
+               dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+    for (int m = 0; m < heads; m++) {
+        DaclHead *h = dacl_contrast_head(t->cl, m);
+        memcpy(dacl_head_bn_stats(h), t->cl_saved[m], dacl_head_bn_stats_count(h) * sizeof(float));
+    }
 }
 
 static int step(DaclTrainer *t, Metrics *mt) {
@@ -329,6 +449,33 @@ static int step(DaclTrainer *t, Metrics *mt) {
         }
         add_metric(mt, "lambda_cross", lc);
     }
+    if (t->cl) {
+        /* each model's embeddings, classed by the labels and the other model's
+         * confident predictions; in the warm-up (lambda 0) the bank still fills */
+        double lcl = dacl_cl_weight(c, it);
+        DaclContrastStats st[2];
+        for (int m = 0; m < 2; m++) {
+            DaclHead *h = dacl_contrast_head(t->cl, m);
+            memcpy(t->cl_saved[m], dacl_head_bn_stats(h), dacl_head_bn_stats_count(h) * sizeof(float));
+            dacl_contrast_classes(t->cl_cls, t->y, L, t->probs[1 - m], B, NC, t->ph, t->pw, t->cl_h,
+                                  t->cl_w, c->method.phi, c->method.cl_background);
+            int fc, fh, fw;
+            const float *feat = dacl_unet_feature(t->net[m], t->cl_layer, &fc, &fh, &fw);
+            DACL_TRY(dacl_contrast_loss(t->cl, m, feat, t->cl_cls, B, it, (float)lcl, &st[m]));
+            add_metric(mt, M_CL[m], st[m].loss);
+            total += lcl * st[m].loss;
+        }
+        add_metric(mt, "lambda_cl", lcl);
+        for (int m = 0; m < 2; m++) {
+            add_metric(mt, M_ADENS[m], st[m].anchor_density);
+            add_metric(mt, M_KDENS[m], st[m].key_density);
+        }
+        for (int k = c->method.cl_background ? 0 : 1; k < NC; k++) {
+            add_metric(mt, t->cl_names[3 * k], st[0].anchors[k]);
+            add_metric(mt, t->cl_names[3 * k + 1], st[1].anchors[k]);
+            add_metric(mt, t->cl_names[3 * k + 2], st[1].bank_fill[k]);
+        }
+    }
     mt->values[0] = total;
     double lr = dacl_poly_lr(c->train.lr, it, c->train.iterations, 0.9);
     add_metric(mt, "lr", lr);
@@ -337,9 +484,7 @@ static int step(DaclTrainer *t, Metrics *mt) {
         /* undo this iteration's side effects: the state is the last good one */
         t->sampler.st = before;
         DACL_TRY(dacl_sampler_restore(&t->sampler, &before));
-        for (int m = 0; m < t->nmodels; m++)
-            memcpy(dacl_unet_bn_stats(t->net[m]), t->bn_saved[m],
-                   dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+        undo_bn(t, t->cl ? 2 : 0);
         return DACL_FAIL(DACL_ENUMERIC,
                          "iteration %ld: the %s term became NaN or infinite; stopped with the "
                          "weights of iteration %ld (lower train.lr?)",
@@ -347,8 +492,13 @@ static int step(DaclTrainer *t, Metrics *mt) {
     }
     for (int m = 0; m < t->nmodels; m++) {
         dacl_unet_zero_grad(t->net[m]);
-        DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], NULL, 0));
+        const float *dfeat = t->cl ? dacl_contrast_dfeat(t->cl, m) : NULL;
+        DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], dfeat, t->cl_layer));
         dacl_unet_sgd_step(t->net[m], (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
+    }
+    if (t->cl) {
+        dacl_contrast_sgd_step(t->cl, (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
+        dacl_contrast_bank_update(t->cl, it);
     }
     t->iter++;
     return DACL_OK;
@@ -436,7 +586,7 @@ int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, con
             rc = DACL_ECANCELED;
             break;
         }
-        Metrics mt;
+        Metrics mt = {0, t->metrics_cap, t->metric_names, t->metric_values};
         rc = step(t, &mt);
         if (rc) break;
         if (sink && sink->metrics) sink->metrics(sink->ctx, t->iter, mt.n, mt.names, mt.values);

@@ -75,7 +75,7 @@ int dacl_trainer_validate(DaclTrainer *t, const DaclSink *sink);
 
 /* ------------------------------------------------------- checkpoints -- */
 
-#define DACL_CHECKPOINT_VERSION 1
+#define DACL_CHECKPOINT_VERSION 2 /* 2 adds the contrastive state; 1 is still read */
 #define DACL_CKPT_MAX_MODELS 2
 
 typedef struct {
@@ -87,6 +87,10 @@ typedef struct {
     char config_hash[17];  /* dacl_config_hash of the job */
     char *config_json;     /* the job config (malloc'd when read) */
     DaclSamplerState sampler;
+    /* method = dacl: the contrastive module's state (dacl_contrast_state_*),
+     * caller-owned when written, malloc'd when read; NULL/0 otherwise */
+    unsigned char *contrast;
+    size_t contrast_bytes;
 } DaclCheckpoint;
 
 /* Writes the run state and every model (parameters, momentum, BN statistics)

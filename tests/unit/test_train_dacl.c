@@ -1,0 +1,194 @@
+/* DACL co-training through the trainer (method.md §3 wired into §2's loop):
+ * with lambda_CL = 0 it computes exactly what CPS computes; with lambda_CL > 0
+ * the contrastive gradient reaches both U-Nets; its internals are reported as
+ * metrics; a run stopped and resumed from its checkpoint (which now carries
+ * the heads and the memory bank) ends bit-identical to an uninterrupted one. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dacl/config.h"
+#include "dacl/error.h"
+#include "dacl/fileio.h"
+#include "dacl/train.h"
+
+static char work[256];
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(work, sizeof work, "/tmp/dacl-test-dacl-XXXXXX");
+    return mkdtemp(work) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* 32x32 patches: the up2 feature map is 8x8, so a batch of 4 has 256 feature
+ * pixels; small k, anchors and bank so every part runs within a few steps. */
+static void job(DaclJobConfig *c, const char *method, double lambda_cl, int iterations) {
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"method\": {\"name\": \"%s\", \"lambda_cl\": %g, \"cl_warmup\": 0, \"knn\": [2, 4], "
+             "\"anchors\": 16, \"pos_keys\": 16, \"neg_keys\": 32, \"bank_size\": 24, "
+             "\"bank_insert\": 8, \"phi\": 0.3, \"lambda_cross\": 0.1}, "
+             "\"train\": {\"iterations\": %d, \"batch\": 4, \"labeled_batch\": 2, \"patch\": [32, 32], "
+             "\"val_every\": 1000, \"checkpoint_every\": 1000, \"threads\": 1}}",
+             method, lambda_cl, iterations);
+    dacl_config_defaults(c);
+    if (dacl_config_parse(json, c, NULL, 0)) fail_msg("%s", dacl_error_message());
+}
+
+static void weights(DaclTrainer *t, char out[65]) {
+    DaclUNet *m[2] = {dacl_trainer_model(t, 0), dacl_trainer_model(t, 1)};
+    assert_non_null(m[1]);
+    dacl_checkpoint_weights_sha256(m, 2, out);
+}
+
+static void run_to_end(const DaclJobConfig *c, const char *dir, char out[65]) {
+    DaclTrainer *t;
+    if (dacl_trainer_create(&t, c, NULL, dir)) fail_msg("%s", dacl_error_message());
+    if (dacl_trainer_run(t, 0, NULL, NULL)) fail_msg("%s", dacl_error_message());
+    weights(t, out);
+    dacl_trainer_free(t);
+}
+
+static void test_zero_weight_is_cps_and_positive_weight_is_not(void **state) {
+    (void)state;
+    DaclJobConfig cps, d0, d1;
+    job(&cps, "cps", 0.0, 3);
+    job(&d0, "dacl", 0.0, 3);
+    job(&d1, "dacl", 1.0, 3);
+    char a[65], b[65], c[65];
+    run_to_end(&cps, work, a);
+    run_to_end(&d0, work, b);
+    run_to_end(&d1, work, c);
+    /* the module draws from its own seeds and adds nothing at lambda 0 */
+    assert_string_equal(a, b);
+    assert_string_not_equal(b, c);
+}
+
+typedef struct {
+    int cl_a, cl_b, lambda, anchors, bank, dens;
+    double max_loss, bank_first, bank_last, max_anchors;
+} Seen;
+
+static void on_metrics(void *ctx, long it, int n, const char *const *names, const double *values) {
+    Seen *s = ctx;
+    for (int i = 0; i < n; i++) {
+        const char *k = names[i];
+        double v = values[i];
+        if (!isfinite(v)) fail_msg("iteration %ld: %s = %g", it, k, v);
+        if (!strcmp(k, "loss_cl_a")) s->cl_a++, s->max_loss = fmax(s->max_loss, v);
+        if (!strcmp(k, "loss_cl_b")) s->cl_b++;
+        if (!strcmp(k, "lambda_cl")) s->lambda++;
+        if (!strcmp(k, "cl_anchor_density_a") && v != 0.0) s->dens++;
+        if (!strncmp(k, "cl_anchors_a.", 13)) s->anchors++, s->max_anchors = fmax(s->max_anchors, v);
+        if (!strcmp(k, "cl_bank.LV")) {
+            if (!s->bank++) s->bank_first = v;
+            s->bank_last = v;
+        }
+    }
+}
+
+static void test_internals_are_reported(void **state) {
+    (void)state;
+    DaclJobConfig c;
+    job(&c, "dacl", 0.5, 6);
+    DaclTrainer *t;
+    assert_int_equal(dacl_trainer_create(&t, &c, NULL, work), DACL_OK);
+    Seen s = {0};
+    DaclSink sink = {.ctx = &s, .metrics = on_metrics};
+    assert_int_equal(dacl_trainer_run(t, 0, NULL, &sink), DACL_OK);
+    dacl_trainer_free(t);
+    assert_int_equal(s.cl_a, 6);
+    assert_int_equal(s.cl_b, 6);
+    assert_int_equal(s.lambda, 6);
+    assert_int_equal(s.anchors, 6 * 3); /* RV, Myo, LV: no background by default */
+    assert_int_equal(s.bank, 6);
+    assert_true(s.max_loss > 0.0);       /* some class had anchors and negatives */
+    assert_true(s.max_anchors > 0.0 && s.max_anchors <= 16.0);
+    assert_true(s.dens > 0);             /* density sampling reports anchor densities */
+    assert_true(s.bank_first == 0.0);    /* reported when the loss ran: before the first push */
+    assert_true(s.bank_last > 0.0 && s.bank_last <= 24.0);
+}
+
+static int read_file(const char *dir, const char *name, unsigned char **buf, size_t *n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return dacl_file_read_all(path, buf, n);
+}
+
+static void test_resume_is_exact(void **state) {
+    (void)state;
+    DaclJobConfig c;
+    job(&c, "dacl", 0.5, 6);
+    char whole_dir[300], split_dir[300];
+    snprintf(whole_dir, sizeof whole_dir, "%s/whole", work);
+    snprintf(split_dir, sizeof split_dir, "%s/split", work);
+    char whole[65], split[65];
+    run_to_end(&c, whole_dir, whole);
+    DaclTrainer *t;
+    assert_int_equal(dacl_trainer_create(&t, &c, NULL, split_dir), DACL_OK);
+    assert_int_equal(dacl_trainer_run(t, 4, NULL, NULL), DACL_OK);
+    dacl_trainer_free(t);
+    char ck[400];
+    snprintf(ck, sizeof ck, "%s/checkpoint-last.bin", split_dir);
+    DaclCheckpoint h;
+    assert_int_equal(dacl_checkpoint_read(ck, &h, NULL, 0, 0, 0), DACL_OK);
+    assert_int_equal(h.iteration, 4);
+    assert_true(h.contrast_bytes > 0); /* heads and bank travel with the models */
+    dacl_checkpoint_free(&h);
+    assert_int_equal(dacl_trainer_create(&t, &c, NULL, split_dir), DACL_OK);
+    assert_int_equal(dacl_trainer_resume(t, ck), DACL_OK);
+    assert_int_equal(dacl_trainer_run(t, 0, NULL, NULL), DACL_OK);
+    weights(t, split);
+    dacl_trainer_free(t);
+    assert_string_equal(whole, split);
+    /* the whole checkpoint, heads and bank included, is byte-identical */
+    unsigned char *a, *b;
+    size_t na, nb;
+    assert_int_equal(read_file(whole_dir, "checkpoint-last.bin", &a, &na), DACL_OK);
+    assert_int_equal(read_file(split_dir, "checkpoint-last.bin", &b, &nb), DACL_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(a);
+    free(b);
+    /* a CPS trainer cannot take it, with the reason named */
+    DaclJobConfig cps;
+    job(&cps, "cps", 0.5, 6);
+    assert_int_equal(dacl_trainer_create(&t, &cps, NULL, split_dir), DACL_OK);
+    assert_int_not_equal(dacl_trainer_resume(t, ck), DACL_OK);
+    assert_non_null(strstr(dacl_error_message(), "checkpoint-last.bin"));
+    dacl_trainer_free(t);
+}
+
+static void test_unsupported_granularity_is_refused_by_name(void **state) {
+    (void)state;
+    DaclJobConfig c;
+    char field[64];
+    dacl_config_defaults(&c);
+    assert_int_equal(dacl_config_parse("{\"method\": {\"granularity\": \"prototype\"}}", &c, field,
+                                       sizeof field),
+                     DACL_EINVAL);
+    assert_string_equal(field, "method.granularity");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_zero_weight_is_cps_and_positive_weight_is_not, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_internals_are_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_is_exact, setup, teardown),
+        cmocka_unit_test(test_unsupported_granularity_is_refused_by_name),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
