@@ -18,6 +18,7 @@ int cli_parse_patch(const char *opt, const char *val, long *h, long *w);
  * return 0 on success, 1 on failure, 2 on a usage error. */
 int cmd_info(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_ablation(int argc, char **argv);
 int cmd_phantom(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);

@@ -9,7 +9,8 @@
 /* One line per subcommand; each lives in server/cmd_<name>.c. */
 static const DaclCommand commands[] = {
     {"info", "print a model's size and memory plan, or a checkpoint's contents, as JSON", cmd_info},
-    {"train", "train a job in the foreground (supervised, CPS)", cmd_train},
+    {"train", "train a job in the foreground (supervised, CPS, DACL)", cmd_train},
+    {"ablation", "write (and run) the paper's ablation ladder, rows I-VI, as six jobs", cmd_ablation},
     {"phantom", "write a synthetic cardiac or abdominal MRI dataset", cmd_phantom},
     {"dataset", "write a manifest for a dataset folder (init) or summarise one (show)", cmd_dataset},
     {"metrics", "Dice, Jaccard, HD95 and ASD of a label map against the ground truth", cmd_metrics},

@@ -117,6 +117,34 @@ run 2 "metrics without --gt" metrics --pred "$L" && has err "needs --pred P and 
 run 2 "metrics bad --classes" metrics --pred "$L" --gt "$L" --classes 1 && has err "--classes" "classes range"
 run 2 "metrics unknown option" metrics --pred "$L" --gt "$L" --dice && has err "--dice" "unknown option"
 
+# ---- dacld ablation: six jobs that differ only in `method`, each accepted by the trainer ----
+A="$T/abl"
+run 0 "ablation writes the ladder" ablation --dataset phantom:cardiac --labeled 2 --out "$A" --quick
+for row in I-cps II-random III-density IV-multiscale V-bank VI-dacl; do
+    [ -s "$A/$row.json" ] || fail "ablation: $A/$row.json missing"
+done
+# strip name and method: what is left must be the same job for every row
+for f in "$A"/*.json; do
+    tr -d ' \t\n' <"$f" | sed -e 's/"name":"[^"]*",//' -e 's/"method":{[^}]*},//'
+    echo
+done | sort -u >"$T/rest"
+[ "$(wc -l <"$T/rest")" -eq 1 ] || fail "ablation: rows differ outside method: $(cat "$T/rest")"
+grep -q '"iterations":4000' "$T/rest" && grep -q '"patch":\[128,128\]' "$T/rest" ||
+    fail "ablation --quick: not the quick protocol: $(cat "$T/rest")"
+tr -d ' \t\n' <"$A/V-bank.json" | grep -q '"bank":true,"positiveness":"none"' || fail "ablation: row V"
+tr -d ' \t\n' <"$A/IV-multiscale.json" | grep -q '"multiscale":true,"bank":false' || fail "ablation: row IV"
+run 2 "ablation bad --rows" ablation --dataset phantom:cardiac --labeled 2 --out "$A" --rows I,VII &&
+    has err "got 'I,VII'" "ablation rows"
+run 2 "ablation without --labeled" ablation --dataset phantom:cardiac --out "$A" && has err "--labeled" "ablation usage"
+# one row trained for 2 iterations prints its line of the table; a second --run skips it
+if run 0 "ablation --run" ablation --dataset phantom:cardiac --labeled 2 --out "$A" --quick --iterations 2 \
+    --rows VI --threads 1 --run; then
+    grep -E '^VI +\+ soft positiveness \(DACL\) +2 +[0-9.]+' "$T/out" >/dev/null || fail "ablation table row VI"
+    has out "RV" "ablation table header"
+    run 0 "ablation --run again" ablation --dataset phantom:cardiac --labeled 2 --out "$A" --quick \
+        --iterations 2 --rows VI --threads 1 --run && has err "skipped" "ablation skips a finished row"
+fi
+
 # ---- the command table ----
 run 2 "unknown command" frobnicate && has err "unknown command 'frobnicate'" "unknown command"
 run 0 "--help lists the commands" --help && has out "phantom" "help: phantom" && has out "metrics" "help: metrics"
