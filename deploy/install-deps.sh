@@ -23,7 +23,10 @@ pkgs=(
   libcjson-dev libsqlite3-dev sqlite3 libmicrohttpd-dev
   libpng-dev zlib1g-dev libhdf5-dev libnifti2-dev libznz-dev
   libcmocka-dev curl
+  chromium nodejs
 )
+# the dashboard test (tests/web): Debian's npm, unless the nodejs package brings its own
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 [ "$want_bench" = 1 ] && pkgs+=(python3-torch python3-numpy libjemalloc2)
 [ "$want_fixtures" = 1 ] && pkgs+=(python3-torch python3-numpy python3-scipy python3-h5py)
 
@@ -33,10 +36,17 @@ for p in "${pkgs[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO=sudo
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# playwright-core for the dashboard test, from the npm registry, pinned by its package-lock.json
+web_tests="$(dirname "$0")/../tests/web"
+if [ ! -f "$web_tests/node_modules/playwright-core/package.json" ]; then
+  echo "install-deps: npm ci in tests/web"
+  npm ci --prefix "$web_tests" --no-audit --no-fund
+fi

@@ -34,6 +34,15 @@ void api_openapi(Server *s, Request *r);
 void api_healthz(Server *s, Request *r);
 void api_prometheus(Server *s, Request *r);
 
+/* api_static.c: the dashboard's files from the web root */
+void api_web_index(Server *s, Request *r);
+void api_web_file(Server *s, Request *r);
+void api_web_vendor(Server *s, Request *r);
+/* Sets s->web_root_real ("" when there is no usable one) from cfg.web_root,
+ * or, when that is unset, from the build tree's or the installed web/ (and
+ * names the one chosen in cfg.web_root). */
+void api_web_root_resolve(Server *s);
+
 /* Loads job {id} (param 0) into *j; answers 404 or 500 and returns 0 when it
  * cannot. */
 int api_load_job(Server *s, Request *r, StoreJob *j);

@@ -48,7 +48,7 @@ static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: dacld serve [--config FILE] [--listen ADDR:PORT] [--state DIR] [--data-root DIR]\n"
             "                   [--workers N] [--token-file F] [--http-threads N] [--max-body BYTES]\n"
-            "                   [--max-upload BYTES]\n"
+            "                   [--max-upload BYTES] [--web-root DIR]\n"
             "\n"
             "Runs the REST daemon: jobs are submitted over HTTP, trained by N workers, and kept\n"
             "with every metric in DIR/dacld.db (SQLite). Settings come from the defaults, then\n"
@@ -63,6 +63,8 @@ static void serve_usage(FILE *f) {
             "  --http-threads N    HTTP thread pool (default 4)\n"
             "  --max-body BYTES    larger request bodies get 413 (default 1048576)\n"
             "  --max-upload BYTES  the same for volumes sent to predict (default 268435456)\n"
+            "  --web-root DIR      the dashboard's files, served at / (default: web/ of the source\n"
+            "                      tree for a dacld in its build tree, else the installed copy)\n"
             "\n"
             "SIGTERM or SIGINT stops it cleanly (running jobs checkpoint and resume at the next\n"
             "start); a second signal stops it at once.\n");
@@ -85,6 +87,7 @@ static const Option options[] = {
     STR_OPT("state", state),
     STR_OPT("data_root", data_root),
     STR_OPT("token_file", token_file),
+    STR_OPT("web_root", web_root),
     {"workers", OPT_INT, offsetof(ServeConfig, workers), 0, 1, 64},
     {"http_threads", OPT_INT, offsetof(ServeConfig, http_threads), 0, 1, 64},
     {"max_body", OPT_SIZE, offsetof(ServeConfig, max_body), 0, 1024, 1L << 30},
@@ -269,11 +272,13 @@ int cmd_serve(int argc, char **argv) {
     }
     if (load_token(&s)) return 1;
     if (!realpath(c->data_root, s.data_root_real)) s.data_root_real[0] = '\0';
+    api_web_root_resolve(&s);
     fprintf(stderr,
-            "dacld %s: serve listen=%s state=%s data_root=%s%s workers=%d http_threads=%d max_body=%zu "
-            "max_upload=%zu token=%s\n",
-            DACL_VERSION, c->listen, c->state, c->data_root, s.data_root_real[0] ? "" : " (missing)", c->workers,
-            c->http_threads, c->max_body, c->max_upload, s.token[0] ? "required" : "none");
+            "dacld %s: serve listen=%s state=%s data_root=%s%s web_root=%s%s workers=%d http_threads=%d "
+            "max_body=%zu max_upload=%zu token=%s\n",
+            DACL_VERSION, c->listen, c->state, c->data_root, s.data_root_real[0] ? "" : " (missing)", c->web_root,
+            s.web_root_real[0] ? "" : " (missing: no dashboard)", c->workers, c->http_threads, c->max_body,
+            c->max_upload, s.token[0] ? "required" : "none");
     if (pipe(signal_pipe) != 0) {
         fprintf(stderr, "dacld serve: pipe: %s\n", strerror(errno));
         return 1;

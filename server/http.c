@@ -26,8 +26,10 @@
 #define MAX_PARAMS 4
 #define MAX_PARAM_LEN 128
 
-/* The API. Order matters only for the OpenAPI document; a path matches at most
- * one pattern per method. */
+/* The API. Order matters for the OpenAPI document, and for the dashboard's
+ * /{file}, which also matches /healthz and /metrics: the first route that
+ * matches wins, so it comes after them. Otherwise a path matches at most one
+ * pattern per method. */
 const Route http_routes[] = {
     {"POST", "/api/v1/jobs", api_job_submit, 1, "Submit a training job (the body is its config)",
      NULL, "application/json", 0},
@@ -64,6 +66,11 @@ const Route http_routes[] = {
     {"GET", "/healthz", api_healthz, 0, "Liveness: the database answers", NULL, "application/json", 0},
     {"GET", "/metrics", api_prometheus, 0, "Prometheus metrics: jobs by state, requests", NULL,
      "text/plain", 0},
+    {"GET", "/", api_web_index, 0, "The dashboard (index.html of the web root)", NULL, "text/html", 0},
+    {"GET", "/vendor/{lib}/{file}", api_web_vendor, 0, "The dashboard's vendored libraries (uPlot)", NULL,
+     "application/octet-stream", 0},
+    {"GET", "/{file}", api_web_file, 0, "The dashboard's scripts, styles and images", NULL,
+     "application/octet-stream", 0},
 };
 const int http_route_count = (int)(sizeof http_routes / sizeof http_routes[0]);
 
@@ -229,7 +236,9 @@ void http_respond(Request *r, unsigned status, struct MHD_Response *resp) {
     }
     if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->challenge) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    /* API answers are live state; the dashboard's files set their own */
+    if (!MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     r->status = status;
     r->result = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);

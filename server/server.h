@@ -23,6 +23,7 @@ typedef struct {
     char state[PATH_MAX];  /* dacld.db and jobs/<id>/ */
     char data_root[PATH_MAX];
     char token_file[PATH_MAX];
+    char web_root[PATH_MAX];  /* the dashboard's files; "" = the built-in default */
     int workers;           /* jobs trained at once */
     int http_threads;      /* libmicrohttpd's pool */
     size_t max_body;       /* bytes; larger requests get 413 */
@@ -33,6 +34,7 @@ typedef struct {
     ServeConfig cfg;
     char token[256];                /* "" when mutating routes are open */
     char data_root_real[PATH_MAX];  /* realpath of cfg.data_root, "" if it does not exist */
+    char web_root_real[PATH_MAX];   /* realpath of the dashboard's folder, "" if there is none */
     int64_t started_ms;
     atomic_int inferring;           /* a predict or sample render is running (one at a time) */
     Store *store;

@@ -1,0 +1,3 @@
+// The dashboard's entry point.
+const main = document.getElementById('main');
+main.textContent = 'dacld dashboard';
