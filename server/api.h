@@ -3,9 +3,25 @@
 #ifndef DACLD_API_H
 #define DACLD_API_H
 
+#include "dacl/config.h"
 #include "http.h"
 
 /* api_jobs.c */
+
+/* Why a job submission's body was refused: the JSON error's code, field
+ * ("" for none) and message. */
+typedef struct {
+    const char *code;
+    char field[128];
+    char message[1024];
+} ApiBodyError;
+
+/* The body of POST /api/v1/jobs (n bytes, not necessarily NUL-terminated)
+ * as a validated config and a queue priority ("priority", taken out before
+ * the config parser). 0 when it is one; else the status to answer: 400 with
+ * *err filled, or 500 when memory ran out. Pure: no store, no files. */
+int api_job_parse_body(const char *body, size_t n, DaclJobConfig *cfg, int *priority, ApiBodyError *err);
+
 void api_job_submit(Server *s, Request *r);
 void api_job_list(Server *s, Request *r);
 void api_job_get(Server *s, Request *r);

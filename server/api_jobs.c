@@ -136,48 +136,63 @@ int api_dataset_allowed(const Server *s, const char *path, char *why, size_t n) 
 
 /* ------------------------------------------------------------ routes -- */
 
-void api_job_submit(Server *s, Request *r) {
-    size_t n;
-    const char *body = http_body(r, &n);
+int api_job_parse_body(const char *body, size_t n, DaclJobConfig *cfg, int *priority, ApiBodyError *err) {
+    err->code = "invalid_config";
+    err->field[0] = err->message[0] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
     if (!root) {
-        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
-                   "the body is not valid JSON (at byte %ld); send a job config, {} for the defaults",
-                   end ? (long)(end - body) : 0L);
-        return;
+        err->code = "invalid_json";
+        snprintf(err->message, sizeof err->message,
+                 "the body is not valid JSON (at byte %ld); send a job config, {} for the defaults",
+                 end ? (long)(end - body) : 0L);
+        return 400;
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", NULL, "the job config must be a JSON object");
-        return;
+        snprintf(err->message, sizeof err->message, "the job config must be a JSON object");
+        return 400;
     }
     /* priority is the queue's, not the engine's: take it out before the config parser */
-    int priority = 0;
+    *priority = 0;
     cJSON *pr = cJSON_DetachItemFromObjectCaseSensitive(root, "priority");
     if (pr) {
         double v = cJSON_IsNumber(pr) ? pr->valuedouble : NAN;
         cJSON_Delete(pr);
         if (!(v >= -PRIORITY_MAX && v <= PRIORITY_MAX) || v != floor(v)) {
             cJSON_Delete(root);
-            http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", "priority",
-                       "priority: must be an integer in %d..%d", -PRIORITY_MAX, PRIORITY_MAX);
-            return;
+            snprintf(err->field, sizeof err->field, "priority");
+            snprintf(err->message, sizeof err->message, "priority: must be an integer in %d..%d",
+                     -PRIORITY_MAX, PRIORITY_MAX);
+            return 400;
         }
-        priority = (int)v;
+        *priority = (int)v;
     }
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!text) {
+    if (!text) return 500;
+    int rc = dacl_config_parse(text, cfg, err->field, sizeof err->field);
+    free(text);
+    if (rc) {
+        snprintf(err->message, sizeof err->message, "%s", dacl_error_message());
+        return 400;
+    }
+    return 0;
+}
+
+void api_job_submit(Server *s, Request *r) {
+    size_t n;
+    const char *body = http_body(r, &n);
+    DaclJobConfig cfg;
+    int priority;
+    ApiBodyError err;
+    int status = api_job_parse_body(body, n, &cfg, &priority, &err);
+    if (status == 500) {
         http_respond(r, 500, NULL);
         return;
     }
-    DaclJobConfig cfg;
-    char field[128] = "";
-    int rc = dacl_config_parse(text, &cfg, field, sizeof field);
-    free(text);
-    if (rc) {
-        http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_config", field, "%s", dacl_error_message());
+    if (status) {
+        http_error(r, status, err.code, err.field, "%s", err.message);
         return;
     }
     char why[PATH_MAX + 128];
@@ -187,7 +202,7 @@ void api_job_submit(Server *s, Request *r) {
     }
     char *full = dacl_config_to_json(&cfg);
     long id = 0;
-    rc = full ? store_job_insert(s->store, cfg.name, full, priority, cfg.train.iterations, s->cfg.state, &id)
+    int rc = full ? store_job_insert(s->store, cfg.name, full, priority, cfg.train.iterations, s->cfg.state, &id)
               : DACL_FAIL(DACL_ENOMEM, "out of memory");
     free(full);
     StoreJob j;

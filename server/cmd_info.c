@@ -63,7 +63,7 @@ static int checkpoint_info(const char *path) {
 int cmd_info(int argc, char **argv) {
     const char *model = NULL, *checkpoint = NULL;
     long in_ch = 1, classes = 4, batch = 24, ph = 256, pw = 256;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             info_usage(stdout);
@@ -89,7 +89,6 @@ int cmd_info(int argc, char **argv) {
             return 2;
         }
         if (rc) return 2;
-        i++;
     }
     if (checkpoint) return checkpoint_info(checkpoint);
     if (!model) {

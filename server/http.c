@@ -23,8 +23,6 @@
 #include "dacl/error.h"
 
 #define MAX_URL 1024   /* a path longer than any route, with room for ids */
-#define MAX_PARAMS 4
-#define MAX_PARAM_LEN 128
 
 /* The API. Order matters for the OpenAPI document, and for the dashboard's
  * /{file}, which also matches /healthz and /metrics: the first route that
@@ -97,7 +95,7 @@ struct Request {
     struct MHD_Connection *conn;
     char method[16];
     char path[MAX_URL + 1];
-    char params[MAX_PARAMS][MAX_PARAM_LEN];
+    char params[HTTP_MAX_PARAMS][HTTP_MAX_PARAM_LEN];
     int route; /* index in http_routes, -1 none */
     HttpBuf body;
     int too_large;
@@ -170,7 +168,7 @@ char *buf_take(HttpBuf *b, size_t *n) {
 /* --------------------------------------------------------- requests -- */
 
 const char *http_param(const Request *r, int i) {
-    return i >= 0 && i < MAX_PARAMS ? r->params[i] : "";
+    return i >= 0 && i < HTTP_MAX_PARAMS ? r->params[i] : "";
 }
 
 const char *http_query(const Request *r, const char *key) {
@@ -190,34 +188,44 @@ struct MHD_Connection *http_connection(const Request *r) {
     return r->conn;
 }
 
+int http_parse_long(const char *v, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) return 0;
+    *out = x;
+    return 1;
+}
+
+int http_parse_id(const char *v, long *id) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < 1 || v[0] == '+') return 0;
+    *id = x;
+    return 1;
+}
+
 int http_query_long(Request *r, const char *key, long lo, long hi, long def, long *out) {
     const char *v = http_query(r, key);
     if (!v) {
         *out = def;
         return 1;
     }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
+    if (!http_parse_long(v, lo, hi, out)) {
         http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
                    "%s: expected an integer in %ld..%ld, got '%s'", key, lo, hi, v);
         return 0;
     }
-    *out = x;
     return 1;
 }
 
 int http_param_id(Request *r, int i, long *id) {
     const char *v = http_param(r, i);
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < 1 || v[0] == '+') {
+    if (!http_parse_id(v, id)) {
         http_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no job '%s'", v);
         return 0;
     }
-    *id = x;
     return 1;
 }
 
@@ -317,7 +325,7 @@ void http_file(Request *r, const char *path, const char *type, const char *downl
 
 /* Matches path against pattern segment by segment; a {name} segment (with an
  * optional literal suffix, "{k}.png") captures into params. */
-static int match(const char *pattern, const char *path, char params[MAX_PARAMS][MAX_PARAM_LEN]) {
+static int match(const char *pattern, const char *path, char params[HTTP_MAX_PARAMS][HTTP_MAX_PARAM_LEN]) {
     int np = 0;
     const char *p = pattern, *u = path;
     while (*p && *u) {
@@ -327,9 +335,9 @@ static int match(const char *pattern, const char *path, char params[MAX_PARAMS][
         size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
         if (*p == '{') {
             const char *close = memchr(p, '}', pl);
-            if (!close || np == MAX_PARAMS) return 0;
+            if (!close || np == HTTP_MAX_PARAMS) return 0;
             size_t sl = pl - (size_t)(close + 1 - p); /* literal suffix after } */
-            if (ul <= sl || ul - sl >= MAX_PARAM_LEN || memcmp(u + ul - sl, close + 1, sl)) return 0;
+            if (ul <= sl || ul - sl >= HTTP_MAX_PARAM_LEN || memcmp(u + ul - sl, close + 1, sl)) return 0;
             memcpy(params[np], u, ul - sl);
             params[np++][ul - sl] = '\0';
         } else if (pl != ul || memcmp(p, u, pl)) {
@@ -340,14 +348,31 @@ static int match(const char *pattern, const char *path, char params[MAX_PARAMS][
     return !*p && !*u;
 }
 
-static int token_ok(const Server *s, const Request *r) {
-    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+int http_route_lookup(const char *method, const char *path, char params[HTTP_MAX_PARAMS][HTTP_MAX_PARAM_LEN],
+                      char allow[HTTP_ALLOW_LEN]) {
+    const char *m = strcmp(method, "HEAD") ? method : "GET";
+    allow[0] = '\0';
+    for (int i = 0; i < http_route_count; i++) {
+        const Route *rt = &http_routes[i];
+        if (!match(rt->pattern, path, params)) continue;
+        if (strcmp(rt->method, m)) {
+            if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < HTTP_ALLOW_LEN)
+                strcat(strcat(allow, allow[0] ? ", " : ""), rt->method);
+            continue;
+        }
+        return i;
+    }
+    return -1;
+}
+
+int http_token_ok(const char *authorization, const char *token) {
+    const char *h = authorization;
     if (!h || strncmp(h, "Bearer ", 7)) return 0;
     h += 7;
-    size_t a = strlen(h), b = strlen(s->token);
+    size_t a = strlen(h), b = strlen(token);
     /* constant time in the token's content: no early exit on the first difference */
     unsigned char diff = a != b;
-    for (size_t i = 0; i < a; i++) diff |= (unsigned char)(h[i] ^ s->token[i % (b ? b : 1)]);
+    for (size_t i = 0; i < a; i++) diff |= (unsigned char)(h[i] ^ token[i % (b ? b : 1)]);
     return diff == 0;
 }
 
@@ -355,23 +380,26 @@ static int has_body(const char *method) {
     return !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH");
 }
 
+size_t http_body_cap(const char *method, int route, size_t max_body, size_t max_upload) {
+    if (!has_body(method)) return 0;
+    return http_routes[route].upload ? max_upload : max_body;
+}
+
+int http_content_length_ok(const char *content_length, size_t cap) {
+    return !content_length || strtoull(content_length, NULL, 10) <= cap;
+}
+
 /* Matches the request against the table at its first call, before any
  * body is read, so an unknown route, a wrong method or a missing token is
  * answered without reading (or buffering) what the client sends. Returns 1
  * when a route matched and may run; otherwise the request is answered. */
 static int route_find(Http *h, Request *r) {
-    const char *m = strcmp(r->method, "HEAD") ? r->method : "GET";
-    char allow[64] = "";
-    for (int i = 0; i < http_route_count; i++) {
-        const Route *rt = &http_routes[i];
-        if (!match(rt->pattern, r->path, r->params)) continue;
-        if (strcmp(rt->method, m)) {
-            if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < sizeof allow)
-                strcat(strcat(allow, allow[0] ? ", " : ""), rt->method);
-            continue;
-        }
+    char allow[HTTP_ALLOW_LEN];
+    int i = http_route_lookup(r->method, r->path, r->params, allow);
+    if (i >= 0) {
         r->route = i;
-        if (rt->needs_auth && h->s->token[0] && !token_ok(h->s, r)) {
+        if (http_routes[i].needs_auth && h->s->token[0] &&
+            !http_token_ok(http_header(r, MHD_HTTP_HEADER_AUTHORIZATION), h->s->token)) {
             r->challenge = 1;
             http_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
                        "this route needs 'Authorization: Bearer <token>'");
@@ -402,8 +430,7 @@ static void route_run(Http *h, Request *r) {
 
 /* the body cap of the matched route */
 static size_t body_cap(const Http *h, const Request *r) {
-    if (!has_body(r->method)) return 0;
-    return http_routes[r->route].upload ? h->s->cfg.max_upload : h->s->cfg.max_body;
+    return http_body_cap(r->method, r->route, h->s->cfg.max_body, h->s->cfg.max_upload);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -430,7 +457,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (!route_find(h, r)) return r->result;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > body_cap(h, r)) {
+        if (!http_content_length_ok(cl, body_cap(h, r))) {
             /* refuse before reading a byte of it */
             http_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", NULL,
                        "the body is %s bytes; at most %zu", cl, body_cap(h, r));

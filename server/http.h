@@ -33,6 +33,33 @@ typedef struct {
 extern const Route http_routes[];
 extern const int http_route_count;
 
+/* ------------------------------------------ the request line, pure -- */
+
+/* What on_request decides before a body is read, as functions of strings
+ * alone (no connection), so tests/fuzz can drive them without sockets. */
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_PARAM_LEN 128
+#define HTTP_ALLOW_LEN 64
+
+/* The route (index in http_routes) that `method` (HEAD as GET) and the
+ * unescaped `path` match, its {params} captured; -1 when none does, and
+ * then allow[] lists the methods the path has ("" for an unknown path: 404,
+ * else 405 with Allow). */
+int http_route_lookup(const char *method, const char *path, char params[HTTP_MAX_PARAMS][HTTP_MAX_PARAM_LEN],
+                      char allow[HTTP_ALLOW_LEN]);
+/* Whether an Authorization header value (may be NULL) is "Bearer <token>";
+ * constant time in the token's content. */
+int http_token_ok(const char *authorization, const char *token);
+/* The largest body `method` may send to route (0 for methods without one). */
+size_t http_body_cap(const char *method, int route, size_t max_body, size_t max_upload);
+/* Whether a Content-Length header value (may be NULL) is within cap. */
+int http_content_length_ok(const char *content_length, size_t cap);
+/* A query value as an integer in [lo, hi]: 1 and *out, else 0. */
+int http_parse_long(const char *v, long lo, long hi, long *out);
+/* A path {id} as a positive integer written without a sign: 1 and *id, else 0. */
+int http_parse_id(const char *v, long *id);
+
 /* Starts listening on s->cfg.listen; *port receives the bound port. */
 int http_start(Server *s, Http **out, int *port);
 /* Stops accepting new connections; requests in flight finish. */
