@@ -13,6 +13,10 @@
 #include "dacl/error.h"
 #include "data_internal.h"
 
+/* the most raw bytes a dataset may declare per byte it stores, plus a slack (h5_open_var) */
+#define H5_MAX_RATIO 1100.0
+#define H5_SLACK_BYTES (double)(1 << 20)
+
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 /* The most specific description on this thread's HDF5 error stack ("truncated file: eof = ...",
@@ -85,7 +89,17 @@ static int h5_open_var(hid_t f, const char *path, const char *name, H5Var *v) {
     v->dims[0] = nd == 3 ? (int64_t)d[0] : 1;
     v->dims[1] = (int64_t)d[nd - 2];
     v->dims[2] = (int64_t)d[nd - 1];
-    rc = dacl_shape_check(path, v->dims[0], v->dims[1], v->dims[2]);
+    if ((rc = dacl_shape_check(path, v->dims[0], v->dims[1], v->dims[2])) != DACL_OK) goto done;
+    /* A few kilobytes of header may declare gigabytes, which we (and libhdf5's type conversion)
+     * would allocate before finding out the data is not there: what a dataset declares must be
+     * stored in the file, or compressible into what is (deflate tops out near 1032:1). The slack
+     * lets small datasets that are all fill value through. */
+    double declared = (double)v->dims[0] * (double)v->dims[1] * (double)v->dims[2] * (double)v->size;
+    double stored = (double)H5Dget_storage_size(v->ds);
+    if (declared > H5_MAX_RATIO * stored + H5_SLACK_BYTES)
+        rc = DACL_FAIL(DACL_EFORMAT,
+                       "%s: dataset '%s' declares %.0f bytes of data but the file stores %.0f for it",
+                       path, name, declared, stored);
 done:
     h5_close_all(ids, 2);
     if (rc != DACL_OK) {
