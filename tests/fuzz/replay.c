@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
             snprintf(names[nn++], len, "%s/%s", argv[i], e->d_name);
         }
         closedir(d);
-        qsort(names, nn, sizeof *names, by_name);
+        if (nn) qsort(names, nn, sizeof *names, by_name); /* names is NULL when nn is 0 */
         for (size_t k = 0; k < nn; k++) {
             if (stat(names[k], &st) == 0 && S_ISREG(st.st_mode)) {
                 bad |= run_file(names[k]);
