@@ -24,6 +24,7 @@ pkgs=(
   libpng-dev zlib1g-dev libhdf5-dev libnifti2-dev libznz-dev
   libcmocka-dev curl
   chromium nodejs
+  clang libclang-rt-14-dev
 )
 # the dashboard test (tests/web): Debian's npm, unless the nodejs package brings its own
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
