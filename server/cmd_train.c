@@ -189,6 +189,21 @@ static int write_summary(const char *dir, const char *metrics_path, const DaclJo
     return rc;
 }
 
+/* One line on where an iteration's time went, for finding what to speed up
+ * (the contrastive module's share is the number DACL is judged on). */
+static void print_timing(const DaclTrainer *t) {
+    DaclTiming tm;
+    dacl_trainer_timing(t, &tm);
+    if (tm.iterations < 1) return;
+    double step = tm.data + tm.forward + tm.losses + tm.contrast + tm.backward, n = (double)tm.iterations;
+    if (step <= 0) return;
+    fprintf(stderr,
+            "time per iteration: %.3f s = data %.1f %% + forward %.1f %% + losses %.1f %% + "
+            "contrastive %.1f %% + backward and SGD %.1f %% (%ld iterations)\n",
+            step / n, 100 * tm.data / step, 100 * tm.forward / step, 100 * tm.losses / step,
+            100 * tm.contrast / step, 100 * tm.backward / step, tm.iterations);
+}
+
 int cmd_train(int argc, char **argv) {
     const char *job = NULL, *out = NULL, *data_root = ".";
     long stop_at = 0, threads = 0;
@@ -293,6 +308,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         fprintf(stderr, "stopped at iteration %ld as asked; continue with --resume\n", done);
     }
+    print_timing(t);
     dacl_trainer_free(t);
     return status;
 }

@@ -47,6 +47,7 @@ struct DaclTrainer {
     uint8_t *cl_cls;
     float *cl_saved[2];
     char (*cl_names)[64]; /* per-class metric names: [3 * classes] */
+    DaclTiming tm; /* where this process's time went */
     /* one iteration's metrics, sized at set-up */
     int metrics_cap;
     const char **metric_names;
@@ -290,6 +291,8 @@ void dacl_trainer_free(DaclTrainer *t) {
 
 long dacl_trainer_iteration(const DaclTrainer *t) { return t->iter; }
 
+void dacl_trainer_timing(const DaclTrainer *t, DaclTiming *out) { *out = t->tm; }
+
 DaclUNet *dacl_trainer_model(DaclTrainer *t, int m) {
     return m >= 0 && m < t->nmodels ? t->net[m] : NULL;
 }
@@ -415,7 +418,10 @@ static int step(DaclTrainer *t, Metrics *mt) {
     const int B = t->B, L = t->L, NC = t->classes, HW = t->ph * t->pw;
     const long it = t->iter;
     DaclSamplerState before = t->sampler.st;
+    double t0 = now_s();
     DACL_TRY(dacl_sampler_next(&t->sampler, t->x, t->y, NULL));
+    double t1 = now_s();
+    t->tm.data += t1 - t0;
     for (int m = 0; m < t->nmodels; m++) {
         memcpy(t->bn_saved[m], dacl_unet_bn_stats(t->net[m]),
                dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
@@ -424,6 +430,8 @@ static int step(DaclTrainer *t, Metrics *mt) {
         dacl_softmax_forward(t->probs[m], dacl_unet_logits(t->net[m]), B, NC, HW);
         memset(t->dlogits[m], 0, (size_t)B * NC * HW * sizeof(float));
     }
+    double t2 = now_s();
+    t->tm.forward += t2 - t1;
     double total = 0.0, lc = dacl_cross_weight(c, it);
     mt->n = 0;
     add_metric(mt, "loss", 0.0);
@@ -449,6 +457,8 @@ static int step(DaclTrainer *t, Metrics *mt) {
         }
         add_metric(mt, "lambda_cross", lc);
     }
+    double t3 = now_s();
+    t->tm.losses += t3 - t2;
     if (t->cl) {
         /* each model's embeddings, classed by the labels and the other model's
          * confident predictions; in the warm-up (lambda 0) the bank still fills */
@@ -476,6 +486,8 @@ static int step(DaclTrainer *t, Metrics *mt) {
             add_metric(mt, t->cl_names[3 * k + 2], st[1].bank_fill[k]);
         }
     }
+    double t4 = now_s();
+    t->tm.contrast += t4 - t3;
     mt->values[0] = total;
     double lr = dacl_poly_lr(c->train.lr, it, c->train.iterations, 0.9);
     add_metric(mt, "lr", lr);
@@ -496,10 +508,14 @@ static int step(DaclTrainer *t, Metrics *mt) {
         DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], dfeat, t->cl_layer));
         dacl_unet_sgd_step(t->net[m], (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
     }
+    double t5 = now_s();
+    t->tm.backward += t5 - t4;
     if (t->cl) {
         dacl_contrast_sgd_step(t->cl, (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
         dacl_contrast_bank_update(t->cl, it);
+        t->tm.contrast += now_s() - t5;
     }
+    t->tm.iterations++;
     t->iter++;
     return DACL_OK;
 }

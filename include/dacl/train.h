@@ -68,6 +68,17 @@ int dacl_trainer_resume(DaclTrainer *t, const char *checkpoint);
 int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, const DaclSink *sink);
 
 long dacl_trainer_iteration(const DaclTrainer *t);
+
+/* Where this trainer's iterations spent their time (wall seconds, summed
+ * over the iterations this process ran): drawing batches, the U-Nets'
+ * forwards, the supervised and cross losses, the contrastive module (its
+ * loss with the heads' backward, the heads' step and the bank), the U-Nets'
+ * backward and SGD. */
+typedef struct {
+    double data, forward, losses, contrast, backward;
+    long iterations;
+} DaclTiming;
+void dacl_trainer_timing(const DaclTrainer *t, DaclTiming *out);
 /* Model m (0: a, 1: b) as it is now, e.g. to render samples; NULL if absent. */
 DaclUNet *dacl_trainer_model(DaclTrainer *t, int m);
 /* Validation on every model now (also run by dacl_trainer_run). */
