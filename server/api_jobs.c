@@ -76,6 +76,11 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
         cJSON_AddStringToObject(o, "error", j->error);
     else
         cJSON_AddNullToObject(o, "error");
+    char warning[640]; /* a running job whose metrics the database refuses, say so */
+    if (j->status == JOB_RUNNING && scheduler_warning(s->sched, j->id, warning, sizeof warning))
+        cJSON_AddStringToObject(o, "warning", warning);
+    else
+        cJSON_AddNullToObject(o, "warning");
     add_raw_json(o, "latest", j->latest);
     add_raw_json(o, "best", j->best);
     if (full) add_raw_json(o, "config", j->config);

@@ -289,7 +289,7 @@ int cmd_train(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    DaclSink sink = {&ctx, on_progress, on_metrics, on_evaluation, on_log};
+    DaclSink sink = {&ctx, on_progress, on_metrics, on_evaluation, on_log, NULL};
     rc = dacl_trainer_run(t, stop_at, &stop_requested, &sink);
     long done = dacl_trainer_iteration(t);
     fclose(ctx.metrics);

@@ -24,7 +24,11 @@
 #define FLUSH_S 0.5
 #define PROGRESS_EVENT_S 0.5
 #define MAX_SERIES 128 /* DACL adds per-class series: anchors per model, bank fill */
-#define MAX_ROWS 65536 /* kept while the database refuses writes, then the oldest go */
+#define MAX_ROWS 65536 /* kept while the database refuses writes, then the job stops */
+/* Attempts to commit before a checkpoint, or to record how a job ended, while
+ * the database refuses writes (locked past busy_timeout, disk full): about
+ * half a minute of waiting in all, then the job stops with the reason. */
+#define DB_RETRIES 5
 
 typedef struct {
     Scheduler *sc;
@@ -36,6 +40,7 @@ typedef struct {
     DaclProgress progress;
     int has_progress;
     atomic_int cancel; /* the trainer's stop flag */
+    char warning[640]; /* why the running job's metrics are not saved, "" when they are */
 } Worker;
 
 struct Scheduler {
@@ -69,6 +74,9 @@ typedef struct {
     long last_step;
     double last_flush, last_progress;
     int db_failing;
+    size_t dropped;      /* rows given up on: the job cannot be completed faithfully */
+    long unsaved_round;  /* iteration of a validation round not saved, -1: none */
+    char db_error[512];  /* the database's last refusal */
 } JobSink;
 
 static const char *intern(JobSink *js, const char *name) {
@@ -92,6 +100,12 @@ static char *step_json(const StoreMetric *rows, size_t n) {
     return s;
 }
 
+static void set_warning(JobSink *js, const char *msg) {
+    pthread_mutex_lock(&js->w->sc->mu);
+    snprintf(js->w->warning, sizeof js->w->warning, "%s", msg);
+    pthread_mutex_unlock(&js->w->sc->mu);
+}
+
 static void flush(JobSink *js) {
     if (!js->nrows) return;
     /* `latest`: the values of the last step in the batch */
@@ -102,11 +116,22 @@ static void flush(JobSink *js) {
     free(latest);
     js->last_flush = now_s();
     if (rc) {
-        if (!js->db_failing) fprintf(stderr, "dacld: job %ld: metrics not saved yet: %s\n", js->job, dacl_error_message());
+        snprintf(js->db_error, sizeof js->db_error, "%s", dacl_error_message());
+        if (!js->db_failing) {
+            fprintf(stderr, "dacld: job %ld: metrics not saved yet: %s\n", js->job, js->db_error);
+            char msg[sizeof js->db_error + 64];
+            snprintf(msg, sizeof msg, "metrics since iteration %ld not saved yet: %s", js->rows[0].step,
+                     js->db_error);
+            set_warning(js, msg);
+        }
         js->db_failing = 1;
-        if (js->nrows > MAX_ROWS) js->nrows = 0; /* give up on them rather than grow without end */
+        if (js->nrows > MAX_ROWS) { /* give up on them rather than grow without end */
+            js->dropped += js->nrows;
+            js->nrows = 0;
+        }
         return;
     }
+    if (js->db_failing) set_warning(js, "");
     js->db_failing = 0;
     if (events_watched(js->s->events, js->job)) {
         for (size_t a = 0; a < js->nrows;) {
@@ -203,12 +228,40 @@ static void on_evaluation(void *ctx, const DaclEvalRound *r) {
     if (!detail ||
         store_evaluation_put(js->s->store, js->job, r->iteration, r->model, r->mean_fg_dice, detail,
                              r->is_best ? best : NULL)) {
+        snprintf(js->db_error, sizeof js->db_error, "%s", detail ? dacl_error_message() : "out of memory");
         fprintf(stderr, "dacld: job %ld: validation round at %ld not saved: %s\n", js->job, r->iteration,
-                detail ? dacl_error_message() : "out of memory");
+                js->db_error);
+        js->unsaved_round = r->iteration;
     } else {
         events_publish(js->s->events, js->job, "evaluation", (EventKey){r->iteration, 1 + r->model}, detail, 0);
     }
     free(detail);
+}
+
+/* Before checkpoint-last.bin moves to `iteration`: a run resumed from it
+ * repeats only later iterations, so every metric row up to it must be
+ * committed first. While the database refuses, wait and try again a few
+ * times; then stop the job, leaving the previous checkpoint, from which a
+ * restart repeats what was not saved. */
+static int on_checkpoint(void *ctx, long iteration) {
+    JobSink *js = ctx;
+    for (int attempt = 0;; attempt++) {
+        flush(js);
+        if (js->dropped || js->unsaved_round >= 0) break;
+        if (!js->nrows) return DACL_OK;
+        if (attempt == DB_RETRIES || atomic_load(&js->w->cancel)) break;
+        if (attempt == 0)
+            fprintf(stderr, "dacld: job %ld: waiting for the database before the checkpoint at iteration %ld: %s\n",
+                    js->job, iteration, js->db_error);
+        sleep(1u << attempt); /* 1, 2, 4, 8, 16 s, besides busy_timeout's wait in each */
+    }
+    if (js->unsaved_round >= 0)
+        return DACL_FAIL(DACL_EIO, "the validation round at iteration %ld could not be saved: %s",
+                         js->unsaved_round, js->db_error);
+    if (js->dropped)
+        return DACL_FAIL(DACL_EIO, "%zu metric rows could not be saved: %s", js->dropped, js->db_error);
+    return DACL_FAIL(DACL_EIO, "metrics up to iteration %ld could not be saved, so no checkpoint was written: %s",
+                     iteration, js->db_error);
 }
 
 static void on_log(void *ctx, const char *msg) {
@@ -232,9 +285,14 @@ static void publish_status(Server *s, long job, JobStatus st, long iteration, lo
 }
 
 static void finish(Server *s, long job, JobStatus st, long iteration, long total, const char *error) {
-    if (store_job_set_status(s->store, job, st, error))
+    /* while the database refuses, try again a while: a job left 'running' in
+     * it is resumed (from its last checkpoint) only at the next start */
+    for (int attempt = 0; store_job_set_status(s->store, job, st, error); attempt++) {
         fprintf(stderr, "dacld: job %ld: could not record '%s': %s\n", job, store_status_name(st),
                 dacl_error_message());
+        if (attempt == DB_RETRIES) break;
+        sleep(1u << attempt);
+    }
     fprintf(stderr, "dacld: job %ld %s at iteration %ld%s%s\n", job, store_status_name(st), iteration,
             error ? ": " : "", error ? error : "");
     publish_status(s, job, st, iteration, total, error);
@@ -253,6 +311,7 @@ static void run_job(Worker *w, long id) {
     w->job = id;
     w->by_user = 0;
     w->has_progress = 0;
+    w->warning[0] = '\0';
     atomic_store(&w->cancel, sc->stopping);
     pthread_mutex_unlock(&sc->mu);
 
@@ -289,9 +348,9 @@ static void run_job(Worker *w, long id) {
     int rc = dacl_trainer_create(&t, &cfg, s->cfg.data_root, j.work_dir);
     /* a checkpoint means the job ran before (a crash or a shutdown): continue it */
     if (rc == DACL_OK && file_exists(ck)) rc = dacl_trainer_resume(t, ck);
-    JobSink js = {.s = s, .w = w, .job = id, .last_step = j.iteration, .last_flush = now_s()};
+    JobSink js = {.s = s, .w = w, .job = id, .last_step = j.iteration, .last_flush = now_s(), .unsaved_round = -1};
     if (rc == DACL_OK) {
-        DaclSink sink = {&js, on_progress, on_metrics, on_evaluation, on_log};
+        DaclSink sink = {&js, on_progress, on_metrics, on_evaluation, on_log, on_checkpoint};
         rc = dacl_trainer_run(t, 0, &w->cancel, &sink);
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", dacl_error_message());
@@ -304,7 +363,9 @@ static void run_job(Worker *w, long id) {
     pthread_mutex_unlock(&sc->mu);
     if (rc == DACL_OK)
         finish(s, id, JOB_SUCCEEDED, it, j.total, NULL);
-    else if (rc == DACL_ECANCELED)
+    else if (rc == DACL_ECANCELED || (!by_user && atomic_load(&w->cancel)))
+        /* also a shutdown that found the database refusing: the next start
+         * resumes from the last checkpoint that was written */
         finish(s, id, by_user ? JOB_CANCELED : JOB_INTERRUPTED, it, j.total, NULL);
     else
         finish(s, id, JOB_FAILED, it, j.total, dacl_error_message());
@@ -402,6 +463,18 @@ int scheduler_progress(Scheduler *sc, long job, DaclProgress *p) {
     for (int i = 0; i < sc->nworkers && !found; i++)
         if (sc->w[i].job == job && sc->w[i].has_progress) {
             *p = sc->w[i].progress;
+            found = 1;
+        }
+    pthread_mutex_unlock(&sc->mu);
+    return found;
+}
+
+int scheduler_warning(Scheduler *sc, long job, char *buf, size_t n) {
+    int found = 0;
+    pthread_mutex_lock(&sc->mu);
+    for (int i = 0; i < sc->nworkers && !found; i++)
+        if (sc->w[i].job == job && sc->w[i].warning[0]) {
+            snprintf(buf, n, "%s", sc->w[i].warning);
             found = 1;
         }
     pthread_mutex_unlock(&sc->mu);

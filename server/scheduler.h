@@ -21,6 +21,9 @@ void scheduler_wake(Scheduler *sc);
 int scheduler_cancel(Scheduler *sc, long job);
 /* The running job's latest progress; 0 when it is not running here. */
 int scheduler_progress(Scheduler *sc, long job, DaclProgress *p);
+/* Why the running job's metrics are not being saved (the database refuses
+ * writes), into buf; 0 when they are, or the job is not running here. */
+int scheduler_warning(Scheduler *sc, long job, char *buf, size_t n);
 /* Every running job's id and progress (for /metrics); returns how many. */
 int scheduler_running(Scheduler *sc, long *jobs, DaclProgress *p, int max);
 /* Shutdown: running jobs checkpoint at their next iteration and are marked

@@ -590,6 +590,12 @@ int dacl_trainer_validate(DaclTrainer *t, const DaclSink *sink) {
 
 /* ---------------------------------------------------------------- run -- */
 
+/* The sink makes what it was given durable before checkpoint-last.bin moves
+ * past it: a resumed run repeats only the iterations after the checkpoint. */
+static int sink_checkpoint(const DaclSink *s, long iteration) {
+    return s && s->checkpoint ? s->checkpoint(s->ctx, iteration) : DACL_OK;
+}
+
 int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, const DaclSink *sink) {
     const DaclJobConfig *c = &t->cfg;
     const long end = stop_at > 0 && stop_at < c->train.iterations ? stop_at : c->train.iterations;
@@ -616,7 +622,7 @@ int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, con
         if (t->iter % c->train.val_every == 0 || t->iter == c->train.iterations)
             if ((rc = dacl_trainer_validate(t, sink))) break;
         if (t->iter % c->train.checkpoint_every == 0 && t->iter < end) {
-            if ((rc = save(t, "checkpoint-last.bin"))) break;
+            if ((rc = sink_checkpoint(sink, t->iter)) || (rc = save(t, "checkpoint-last.bin"))) break;
             sink_log(sink, "checkpoint at iteration %ld", t->iter);
         }
     }
@@ -625,7 +631,8 @@ int dacl_trainer_run(DaclTrainer *t, long stop_at, const atomic_int *cancel, con
     if (rc == DACL_OK || rc == DACL_ECANCELED || rc == DACL_ENUMERIC) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", dacl_error_message());
-        int src = save(t, "checkpoint-last.bin");
+        int src = sink_checkpoint(sink, t->iter);
+        if (src == DACL_OK) src = save(t, "checkpoint-last.bin");
         if (src) return src;
         if (rc) dacl_error_set(rc, __FILE__, __LINE__, "%s", msg); /* keep the original reason */
         sink_log(sink, "checkpoint at iteration %ld", t->iter);

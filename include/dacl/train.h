@@ -44,6 +44,11 @@ typedef struct {
     void (*evaluation)(void *ctx, const DaclEvalRound *r);
     /* human-readable notes: "resumed from iteration 500", "checkpoint written" */
     void (*log)(void *ctx, const char *msg);
+    /* before checkpoint-last.bin is written at `iteration`: make every metric
+     * and evaluation given so far durable, since a run resumed from that
+     * checkpoint never repeats them. Non-zero (an error code, with the error
+     * set) stops the run with that error, and the previous checkpoint stays. */
+    int (*checkpoint)(void *ctx, long iteration);
 } DaclSink;
 
 typedef struct DaclTrainer DaclTrainer;
