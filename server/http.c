@@ -104,6 +104,7 @@ struct Request {
     unsigned status;
     const char *allow; /* for 405 */
     int challenge;     /* 401: add WWW-Authenticate */
+    int retry_after;   /* 503: add Retry-After (seconds) */
     struct timespec t0;
 };
 
@@ -244,6 +245,11 @@ void http_respond(Request *r, unsigned status, struct MHD_Response *resp) {
     }
     if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->challenge) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->retry_after) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
     /* API answers are live state; the dashboard's files set their own */
     if (!MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -292,6 +298,12 @@ void http_error(Request *r, unsigned status, const char *code, const char *field
 
 void http_internal(Request *r) {
     const char *m = dacl_error_message();
+    if (dacl_error_code() == DACL_EBUSY) { /* not a bug of ours: the storage refuses for now */
+        fprintf(stderr, "dacld: unavailable on %s %s: %s\n", r->method, r->path, m);
+        r->retry_after = 5;
+        http_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", NULL, "%s; try again later", m);
+        return;
+    }
     fprintf(stderr, "dacld: internal error on %s %s: %s\n", r->method, r->path, m);
     http_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "%s", m[0] ? m : "internal error");
 }

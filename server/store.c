@@ -136,7 +136,12 @@ int64_t store_now_ms(void) {
 /* ------------------------------------------------------ connections -- */
 
 static int db_fail(Conn *c, const char *what) {
-    return DACL_FAIL(DACL_EIO, "database: %s: %s", what, sqlite3_errmsg(c->db));
+    int e = sqlite3_errcode(c->db) & 0xff;
+    /* the database is fine but refuses for now: another process holds its lock
+     * past busy_timeout, or the disk is full, read-only or failing */
+    int busy = e == SQLITE_BUSY || e == SQLITE_LOCKED || e == SQLITE_FULL || e == SQLITE_READONLY ||
+               e == SQLITE_IOERR || e == SQLITE_CANTOPEN;
+    return DACL_FAIL(busy ? DACL_EBUSY : DACL_EIO, "database: %s: %s", what, sqlite3_errmsg(c->db));
 }
 
 static Conn *conn_get(Store *s) {

@@ -47,6 +47,7 @@ const char *dacl_strerror(int code) {
     case DACL_ENUMERIC: return "numerical error (NaN or infinity)";
     case DACL_ECANCELED: return "canceled";
     case DACL_EINTERNAL: return "internal error";
+    case DACL_EBUSY: return "unavailable for now";
     default: return "unknown error";
     }
 }

@@ -19,7 +19,9 @@ enum {
     DACL_EEXIST,    /* refusing to overwrite something that exists */
     DACL_ENUMERIC,  /* a NaN or infinity appeared */
     DACL_ECANCELED, /* stopped on request */
-    DACL_EINTERNAL  /* an invariant of ours failed */
+    DACL_EINTERNAL, /* an invariant of ours failed */
+    DACL_EBUSY      /* a resource refuses for now (a database locked past its timeout, a full
+                       or read-only disk): the same request may succeed later */
 };
 
 /* Record a failure (printf-style message) and return `code`. */
