@@ -48,7 +48,8 @@ static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: dacld serve [--config FILE] [--listen ADDR:PORT] [--state DIR] [--data-root DIR]\n"
             "                   [--workers N] [--token-file F] [--http-threads N] [--max-body BYTES]\n"
-            "                   [--max-upload BYTES] [--web-root DIR]\n"
+            "                   [--max-upload BYTES] [--web-root DIR] [--connection-timeout S]\n"
+            "                   [--request-timeout S] [--max-connections N] [--max-connections-per-ip N]\n"
             "\n"
             "Runs the REST daemon: jobs are submitted over HTTP, trained by N workers, and kept\n"
             "with every metric in DIR/dacld.db (SQLite). Settings come from the defaults, then\n"
@@ -65,6 +66,11 @@ static void serve_usage(FILE *f) {
             "  --max-upload BYTES  the same for volumes sent to predict (default 268435456)\n"
             "  --web-root DIR      the dashboard's files, served at / (default: web/ of the source\n"
             "                      tree for a dacld in its build tree, else the installed copy)\n"
+            "  --connection-timeout S  close a connection silent for S seconds (default 60)\n"
+            "  --request-timeout S     close a connection whose request, body included, takes\n"
+            "                          longer than S seconds to arrive (default 300)\n"
+            "  --max-connections N     open connections at most (default 1000)\n"
+            "  --max-connections-per-ip N  the same per client address (default 64)\n"
             "\n"
             "SIGTERM or SIGINT stops it cleanly (running jobs checkpoint and resume at the next\n"
             "start); a second signal stops it at once.\n");
@@ -92,6 +98,10 @@ static const Option options[] = {
     {"http_threads", OPT_INT, offsetof(ServeConfig, http_threads), 0, 1, 64},
     {"max_body", OPT_SIZE, offsetof(ServeConfig, max_body), 0, 1024, 1L << 30},
     {"max_upload", OPT_SIZE, offsetof(ServeConfig, max_upload), 0, 1024, 4L << 30},
+    {"connection_timeout", OPT_INT, offsetof(ServeConfig, connection_timeout), 0, 1, 86400},
+    {"request_timeout", OPT_INT, offsetof(ServeConfig, request_timeout), 0, 1, 86400},
+    {"max_connections", OPT_INT, offsetof(ServeConfig, max_connections), 0, 4, 100000},
+    {"max_connections_per_ip", OPT_INT, offsetof(ServeConfig, max_connections_per_ip), 0, 1, 100000},
 };
 #define NOPTIONS ((int)(sizeof options / sizeof options[0]))
 
@@ -264,6 +274,10 @@ int cmd_serve(int argc, char **argv) {
     c->http_threads = 4;
     c->max_body = 1 << 20;
     c->max_upload = 256 << 20;
+    c->connection_timeout = 60;
+    c->request_timeout = 300;
+    c->max_connections = 1000;
+    c->max_connections_per_ip = 64;
     const char *env_config = getenv("DACLD_CONFIG");
     if ((env_config && *env_config && read_config_file(c, env_config)) || parse_flags(c, argc, argv, 1) ||
         read_environment(c) || parse_flags(c, argc, argv, 0)) {
@@ -275,10 +289,12 @@ int cmd_serve(int argc, char **argv) {
     api_web_root_resolve(&s);
     fprintf(stderr,
             "dacld %s: serve listen=%s state=%s data_root=%s%s web_root=%s%s workers=%d http_threads=%d "
-            "max_body=%zu max_upload=%zu token=%s\n",
+            "max_body=%zu max_upload=%zu connection_timeout=%d request_timeout=%d max_connections=%d "
+            "max_connections_per_ip=%d token=%s\n",
             DACL_VERSION, c->listen, c->state, c->data_root, s.data_root_real[0] ? "" : " (missing)", c->web_root,
             s.web_root_real[0] ? "" : " (missing: no dashboard)", c->workers, c->http_threads, c->max_body,
-            c->max_upload, s.token[0] ? "required" : "none");
+            c->max_upload, c->connection_timeout, c->request_timeout, c->max_connections,
+            c->max_connections_per_ip, s.token[0] ? "required" : "none");
     if (pipe(signal_pipe) != 0) {
         fprintf(stderr, "dacld serve: pipe: %s\n", strerror(errno));
         return 1;

@@ -482,6 +482,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return r->result;
     }
     if (*upload_size) {
+        /* connection_timeout closes a silent client; this one closes a client
+         * that sends a byte now and then to hold the connection (slowloris) */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - r->t0.tv_sec > h->s->cfg.request_timeout) {
+            fprintf(stderr, "http: %s %s: the body took over %d s to arrive: connection closed\n", r->method,
+                    r->path, h->s->cfg.request_timeout);
+            r->status = 408;
+            return MHD_NO;
+        }
         if (r->body.n + *upload_size > body_cap(h, r))
             r->too_large = 1;
         else
@@ -571,8 +581,10 @@ int http_start(Server *s, Http **out, int *port) {
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
                             (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
                             (unsigned)s->cfg.http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                            h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)1000, MHD_OPTION_END);
+                            h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.connection_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections_per_ip,
+                            MHD_OPTION_END);
     if (!h->d) {
         free(h->stats);
         free(h);

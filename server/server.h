@@ -28,6 +28,10 @@ typedef struct {
     int http_threads;      /* libmicrohttpd's pool */
     size_t max_body;       /* bytes; larger requests get 413 */
     size_t max_upload;     /* the same for routes that take a file (predict) */
+    int connection_timeout;    /* seconds a connection may stay silent before it is closed */
+    int request_timeout;       /* seconds a request may take to arrive, body included */
+    int max_connections;       /* open connections, all clients together */
+    int max_connections_per_ip;
 } ServeConfig;
 
 typedef struct {
