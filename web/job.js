@@ -13,7 +13,7 @@ const REDRAW_MS = 400;
 export function jobView(root, { id, navigate }) {
   const S = {
     job: null, series: {}, rounds: [], last: -1, charts: new Map(), held: [], loaded: false,
-    es: null, poll: null, redraw: null, stopped: false, names: '', refetchAt: 0, classes: [], sampleIter: -1,
+    es: null, poll: null, redraw: null, stopped: false, deleting: false, finalTimer: null, names: '', refetchAt: 0, classes: [], sampleIter: -1,
   };
   const head = el('div', { class: 'page-head' });
   const summary = el('div', { class: 'summary' });
@@ -54,6 +54,10 @@ export function jobView(root, { id, navigate }) {
     try {
       if (what === 'cancel') await api(`/jobs/${j.id}/cancel`, { method: 'POST' });
       else {
+        // nothing of this job may be read once it is gone
+        S.deleting = true;
+        clearTimeout(S.finalTimer);
+        aborter.abort();
         await api(`/jobs/${j.id}`, { method: 'DELETE' });
         navigate('#/jobs');
         return;
@@ -61,6 +65,7 @@ export function jobView(root, { id, navigate }) {
       live.textContent = 'Cancel requested.';
       refreshJob();
     } catch (e) {
+      S.deleting = false;
       live.textContent = `${what === 'cancel' ? 'Cancel' : 'Delete'} failed: ${e.message}`;
     }
   }
@@ -74,7 +79,7 @@ export function jobView(root, { id, navigate }) {
       item('Method', c.method?.name ?? '–'),
       item('Dataset', `${c.dataset?.path ?? '–'}${c.dataset?.labeled ? ` · ${c.dataset.labeled} labeled` : ''}`),
       item('Best mean Dice', j.best ? `${fmtDice(j.best.mean_dice)} (it. ${j.best.iteration}, model ${j.best.model.toUpperCase()})` : '–'),
-      item('Speed', j.images_per_s ? `${fmtNum(j.images_per_s, 1)} img/s` : '–'),
+      item('Speed', j.images_per_s ? `${fmtNum(j.images_per_s, 1)} images/s` : j.status === 'running' ? 'measuring…' : '–'),
       item('Started', fmtTime(j.started_at)),
       item('Duration', fmtDuration(elapsed(j)))),
     j.error ? el('p', { class: 'flash flash-error' }, `Error: ${j.error}`) : '');
@@ -260,7 +265,10 @@ export function jobView(root, { id, navigate }) {
       closeStream();
       stopPolling();
       // the stream ended with the job: one last full read
-      setTimeout(() => { loadMetrics(); loadEvaluation(); }, 200);
+      clearTimeout(S.finalTimer);
+      S.finalTimer = setTimeout(() => {
+        if (!S.stopped && !S.deleting) Promise.all([loadMetrics(), loadEvaluation()]).catch(() => {});
+      }, 200);
     }
   }
 
@@ -271,6 +279,7 @@ export function jobView(root, { id, navigate }) {
   }
 
   async function refreshJob() {
+    if (S.deleting) return;
     try {
       const j = await api(`/jobs/${id}`);
       if (S.stopped) return;
@@ -280,7 +289,7 @@ export function jobView(root, { id, navigate }) {
       renderSummary();
       drawFinal();
     } catch (e) {
-      live.textContent = `Cannot read the job: ${e.message}`;
+      if (!S.stopped && !S.deleting) live.textContent = `Cannot read the job: ${e.message}`;
     }
   }
 
@@ -382,6 +391,8 @@ export function jobView(root, { id, navigate }) {
     }
     renderHead();
     renderSummary();
+    // the heading exists only now: keyboard users start from it
+    if (document.activeElement === document.body || document.activeElement === root) head.querySelector('h1')?.focus({ preventScroll: true });
     const streaming = !FINAL.has(S.job.status) && openStream();
     try {
       await Promise.all([loadEvaluation(), loadMetrics()]);
@@ -398,6 +409,7 @@ export function jobView(root, { id, navigate }) {
   let resizeTimer = null;
   const onResize = () => {
     clearTimeout(resizeTimer);
+    clearTimeout(S.finalTimer);
     resizeTimer = setTimeout(() => {
       const w = chartWidth();
       if (Object.values(S.series).some((s) => s.step.length > w || (s.folded && s.step.length < w / 2)))
@@ -412,6 +424,7 @@ export function jobView(root, { id, navigate }) {
     for (const u of sampleUrls) URL.revokeObjectURL(u);
     window.removeEventListener('resize', onResize);
     clearTimeout(resizeTimer);
+    clearTimeout(S.finalTimer);
     closeStream();
     stopPolling();
     clearTimeout(S.redraw);

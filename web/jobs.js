@@ -9,7 +9,8 @@ const POLL_MS = 2000;
 const configs = new Map();
 async function withConfigs(jobs) {
   const need = jobs.filter((j) => !configs.has(j.id));
-  await Promise.all(need.map((j) => api(`/jobs/${j.id}`).then((d) => configs.set(j.id, d.config)).catch(() => {})));
+  for (let i = 0; i < need.length; i += 6) // a few at a time: the daemon has a small thread pool
+    await Promise.all(need.slice(i, i + 6).map((j) => api(`/jobs/${j.id}`).then((d) => configs.set(j.id, d.config)).catch(() => {})));
   for (const j of jobs) j.config = j.config || configs.get(j.id);
   return jobs;
 }
@@ -166,12 +167,12 @@ function submitForm(navigate) {
     const input = f.type === 'select'
       ? el('select', { id, name: f.path }, f.options.map((o) => el('option', { value: o }, o || 'default (dacl)')))
       : el('input', { id, name: f.path, type: f.type, placeholder: f.placeholder, min: f.min, step: f.step, list: f.list,
-        inputmode: f.type === 'number' ? 'decimal' : undefined, 'aria-describedby': `${id}-error` });
+        inputmode: f.type === 'number' ? 'decimal' : undefined, 'aria-describedby': `${id}-path ${id}-error` });
     inputs.set(f.path, input);
     return el('div', { class: 'field', dataset: { field: f.path } },
-      el('label', { for: id }, f.label, el('code', { class: 'path' }, f.path)), input, errorFor(f.path));
+      el('label', { for: id }, f.label), input, el('code', { class: 'path', id: `${id}-path` }, f.path), errorFor(f.path));
   });
-  const json = el('textarea', { id: 'f-json', rows: 7, spellcheck: 'false', 'aria-describedby': 'f-json-error f-json-help',
+  const json = el('textarea', { id: 'f-json', rows: 5, spellcheck: 'false', 'aria-describedby': 'f-json-error f-json-help',
     placeholder: '{\n  "method": {"name": "dacl", "tau": 0.4},\n  "train": {"batch": 24, "patch": [256, 256]}\n}' });
   const jsonErr = el('p', { class: 'field-error', id: 'f-json-error', role: 'alert', hidden: true });
   const formMsg = el('p', { class: 'flash', role: 'status', 'aria-live': 'polite' });

@@ -60,9 +60,11 @@ try {
   // Chromium logs every HTTP error answer as a console error. Two kinds are
   // answers the page expects and handles, not faults: the 401 and 400s the
   // submission steps provoke on purpose, and a sample's 503 "busy" (the daemon
-  // renders one sample at a time; the page retries). Everything else counts.
+  // renders one sample at a time; the page retries); and the event stream the
+  // polling step cuts on purpose. Everything else counts.
   const expected = (m) => (/status of (400|401) /.test(m.text()) && m.location().url === `${BASE}/api/v1/jobs`) ||
-    (/status of 503 /.test(m.text()) && /\/api\/v1\/jobs\/\d+\/samples\/\d+\.png/.test(m.location().url));
+    (/status of 503 /.test(m.text()) && /\/api\/v1\/jobs\/\d+\/samples\/\d+\.png/.test(m.location().url)) ||
+    (/ERR_FAILED/.test(m.text()) && /\/api\/v1\/jobs\/\d+\/events$/.test(m.location().url)); // the stream the test cuts
   page.on('console', (m) => { if (m.type() === 'error' && !expected(m)) consoleErrors.push(`${m.text()} (${m.location().url})`); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('dialog', (d) => d.accept()); // confirm() of cancel/delete
@@ -111,7 +113,7 @@ try {
   const second = await page.evaluate(async ([cfg, token]) => {
     const r = await fetch('/api/v1/jobs', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: JSON.stringify(cfg) });
     return (await r.json()).id;
-  }, [tinyJob('web-lr02', { lr: 0.02, iterations: 80 }), TOKEN]);
+  }, [tinyJob('web-lr02', { lr: 0.02, iterations: 200 }), TOKEN]);
 
   await step('the job list shows the job', async () => {
     await page.goto(`${BASE}/#/jobs`);
@@ -171,6 +173,19 @@ try {
       null, { timeout: T });
   });
   await shot(page, 'job-laptop');
+
+  await step('without the event stream the page falls back to polling and still gains points', async () => {
+    await page.route('**/api/v1/jobs/*/events', (r) => r.abort());
+    await page.goto(`${BASE}/#/jobs`);
+    await page.locator('h1', { hasText: 'Training jobs' }).waitFor({ timeout: T });
+    await page.goto(`${BASE}/#/jobs/${second}`);
+    await page.locator('#job-status .badge-running').waitFor({ timeout: T });
+    await page.waitForFunction(() => Number(document.querySelector('[data-chart="loss"]')?.dataset.points) > 0, null, { timeout: T });
+    const p1 = Number(await page.locator('[data-chart="loss"]').getAttribute('data-points'));
+    await page.waitForFunction((p) => Number(document.querySelector('[data-chart="loss"]').dataset.points) > p, p1, { timeout: T });
+    expect(/polling/.test(await page.locator('.live').textContent()), 'the page says it is polling');
+    await page.unroute('**/api/v1/jobs/*/events');
+  });
 
   await step('a series longer than the chart is bucketed and the chart says so', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
