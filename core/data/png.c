@@ -43,7 +43,29 @@ typedef struct {
     unsigned char *px;  /* [h][rowbytes] */
     png_bytep *rows;    /* [h] */
     int w, h, depth;    /* depth 8 or 16 after the transforms; one channel */
+    uint64_t idat;      /* compressed pixel bytes in the file (every IDAT chunk) */
 } PngRead;
+
+/* The most pixel bytes (filter bytes included) an image may declare per byte of IDAT, plus a
+ * slack: deflate tops out near 1032:1. Checked before the pixel buffer is allocated. */
+#define PNG_MAX_RATIO 1100.0
+#define PNG_SLACK_BYTES (double)(1 << 20)
+
+/* Sum the lengths of the IDAT chunks of f (positioned after the signature), then seek back there.
+ * Stops at IEND, at the end of the file or at a chunk that does not fit: libpng reports those. */
+static uint64_t png_idat_bytes(FILE *f) {
+    uint64_t total = 0;
+    unsigned char hdr[8];
+    while (fread(hdr, 1, 8, f) == 8) {
+        uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        if (!memcmp(hdr + 4, "IEND", 4) || len > 0x7fffffffu) break;
+        if (!memcmp(hdr + 4, "IDAT", 4)) total += len;
+        if (fseek(f, (long)len + 4, SEEK_CUR) != 0) break; /* data and CRC */
+    }
+    clearerr(f);
+    fseek(f, 8, SEEK_SET);
+    return total;
+}
 
 static void png_read_release(PngRead *r) {
     if (r->png) png_destroy_read_struct(&r->png, r->info ? &r->info : NULL, NULL);
@@ -83,6 +105,12 @@ static int png_read_into(PngRead *r) {
     int depth, color, interlace;
     png_get_IHDR(r->png, r->info, &w, &h, &depth, &color, &interlace, NULL, NULL);
     DACL_TRY(dacl_shape_check(r->path, 1, h, w));
+    /* a 70-byte file may declare 46000 x 46000 16-bit pixels: 4 GB we would allocate (and 8 more
+     * for the float volume) before libpng finds the data missing (tests/fuzz) */
+    double declared = (double)h * ((double)w * png_get_channels(r->png, r->info) * depth / 8.0 + 1.0);
+    if (declared > PNG_MAX_RATIO * (double)r->idat + PNG_SLACK_BYTES)
+        return DACL_FAIL(DACL_EFORMAT, "%s: a %u x %u PNG needs %.0f bytes of pixels, the file holds %llu compressed",
+                         r->path, (unsigned)w, (unsigned)h, declared, (unsigned long long)r->idat);
     DACL_TRY(png_setup_transforms(r, color, depth));
     png_read_update_info(r->png, r->info);
     if (png_get_channels(r->png, r->info) != 1)
@@ -107,6 +135,7 @@ static int png_read_common(PngRead *r) {
     if (!(r->f = fopen(r->path, "rb"))) return DACL_FAIL(DACL_EIO, "%s: cannot open", r->path);
     if (fread(sig, 1, 8, r->f) != 8 || png_sig_cmp(sig, 0, 8) != 0)
         return DACL_FAIL(DACL_EFORMAT, "%s: not a PNG file", r->path);
+    r->idat = png_idat_bytes(r->f);
     r->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r->err, png_on_error, png_on_warning);
     if (!r->png || !(r->info = png_create_info_struct(r->png)))
         return DACL_FAIL(DACL_ENOMEM, "%s: out of memory", r->path);
