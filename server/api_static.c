@@ -157,20 +157,29 @@ void api_web_root_resolve(Server *s) {
         return;
     }
     /* The default: a dacld run from its build tree serves the source tree's
-     * web/ (edits show on reload); an installed one serves the installed copy.
-     * Whichever comes second is the fallback. */
-    const char *order[2] = {DACL_WEB_INSTALL, DACL_WEB_ROOT};
-    char exe[PATH_MAX], build[PATH_MAX];
+     * web/ (edits show on reload); an installed one serves the copy installed
+     * beside it (<bin>/../share/dacld/web, so `cmake --install --prefix P`
+     * and a moved installation work), else the configured prefix's. The
+     * others are the fallbacks, in that order. */
+    char exe[PATH_MAX], build[PATH_MAX], beside[PATH_MAX + 32];
+    const char *order[3] = {beside, DACL_WEB_INSTALL, DACL_WEB_ROOT};
+    beside[0] = '\0';
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0 && realpath(DACL_BUILD_DIR, build)) {
+    if (n > 0) {
         exe[n] = '\0';
-        size_t bl = strlen(build);
-        if (!strncmp(exe, build, bl) && exe[bl] == '/') order[0] = DACL_WEB_ROOT, order[1] = DACL_WEB_INSTALL;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(beside, sizeof beside, "%s/../share/dacld/web", exe);
+            *slash = '/';
+        }
+        size_t bl = realpath(DACL_BUILD_DIR, build) ? strlen(build) : 0;
+        if (bl && !strncmp(exe, build, bl) && exe[bl] == '/') order[0] = DACL_WEB_ROOT, order[2] = beside;
     }
-    snprintf(s->cfg.web_root, sizeof s->cfg.web_root, "%s", order[0]);
-    for (int i = 0; i < 2; i++)
-        if (usable(order[i], s->web_root_real)) {
-            snprintf(s->cfg.web_root, sizeof s->cfg.web_root, "%s", order[i]);
+    snprintf(s->cfg.web_root, sizeof s->cfg.web_root, "%s", order[0][0] ? order[0] : order[1]);
+    for (int i = 0; i < 3; i++)
+        if (order[i][0] && usable(order[i], s->web_root_real)) {
+            snprintf(s->cfg.web_root, sizeof s->cfg.web_root, "%s", s->web_root_real);
             return;
         }
     s->web_root_real[0] = '\0';
