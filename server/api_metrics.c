@@ -13,6 +13,7 @@
 
 #define MAX_POINTS_CAP 100000
 
+/* One series, in step order. */
 typedef struct {
     long *step;
     double *value;
@@ -20,31 +21,35 @@ typedef struct {
     int oom;
 } Series;
 
+static int series_grow(Series *s) {
+    size_t cap = s->cap ? 2 * s->cap : 1024;
+    long *ns = realloc(s->step, cap * sizeof *ns);
+    if (ns) s->step = ns;
+    double *nv = ns ? realloc(s->value, cap * sizeof *nv) : NULL;
+    if (nv) s->value = nv;
+    if (!ns || !nv) {
+        s->oom = 1;
+        return 1;
+    }
+    s->cap = cap;
+    return 0;
+}
+
 static int series_add(void *ctx, const char *name, long step, double value) {
     (void)name;
     Series *s = ctx;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 1024;
-        long *ns = realloc(s->step, cap * sizeof *ns);
-        if (ns) s->step = ns;
-        double *nv = ns ? realloc(s->value, cap * sizeof *nv) : NULL;
-        if (nv) s->value = nv;
-        if (!ns || !nv) {
-            s->oom = 1;
-            return 1;
-        }
-        s->cap = cap;
-    }
+    if (s->n == s->cap && series_grow(s)) return 1;
     s->step[s->n] = step;
     s->value[s->n++] = value;
     return 0;
 }
 
-/* Folds the series into at most max_points points: per bucket of
- * consecutive steps, its minimum and its maximum, in step order, so spikes
- * survive the down-sampling. */
-static void series_bucket(Series *s, size_t max_points) {
-    if (max_points < 2 || s->n <= max_points) return;
+/* The points to print: all of them (returns s->n, idx untouched), or, past
+ * max_points, per bucket of consecutive steps its minimum and its maximum in
+ * step order, so spikes survive the down-sampling (their indices in idx,
+ * which holds max_points). */
+static size_t series_pick(const Series *s, size_t max_points, size_t *idx) {
+    if (max_points < 2 || s->n <= max_points) return s->n;
     size_t nb = max_points / 2, out = 0;
     for (size_t b = 0; b < nb; b++) {
         size_t lo = b * s->n / nb, hi = (b + 1) * s->n / nb;
@@ -54,33 +59,71 @@ static void series_bucket(Series *s, size_t max_points) {
             if (s->value[i] < s->value[mn]) mn = i;
             if (s->value[i] > s->value[mx]) mx = i;
         }
-        size_t first = mn < mx ? mn : mx, second = mn < mx ? mx : mn;
-        /* out <= lo <= first, so the in-place compaction never overwrites a point still to be read */
-        s->step[out] = s->step[first], s->value[out++] = s->value[first];
-        if (second != first) s->step[out] = s->step[second], s->value[out++] = s->value[second];
+        idx[out++] = mn < mx ? mn : mx;
+        if (mx != mn) idx[out++] = mn < mx ? mx : mn;
     }
-    s->n = out;
+    return out;
 }
 
-/* "name":{"step":[...],"value":[...],"points":N,"folded":M}, printed
- * directly: on a long job this is tens of thousands of numbers, and
- * building a cJSON tree for them costs more than reading them. */
-static void series_print(HttpBuf *b, const char *name, const Series *s, size_t raw) {
-    buf_printf(b, "\"%s\":{\"step\":[", name);
-    for (size_t i = 0; i < s->n; i++) buf_printf(b, i ? ",%ld" : "%ld", s->step[i]);
-    buf_printf(b, "],\"value\":[");
-    for (size_t i = 0; i < s->n; i++) {
-        if (i) buf_append(b, ",", 1);
-        char num[32];
-        /* the shortest of 15 or 17 digits that reads back as the same double */
-        snprintf(num, sizeof num, "%.15g", s->value[i]);
-        if (strtod(num, NULL) != s->value[i]) snprintf(num, sizeof num, "%.17g", s->value[i]);
-        if (isfinite(s->value[i]))
-            buf_append(b, num, strlen(num));
-        else
-            buf_append(b, "null", 4); /* JSON has no NaN */
+/* A value as JSON: the shortest of 15 or 17 digits that reads back as the
+ * same double, null for what JSON has no number for. NUM_MAX holds the
+ * longest, "-1.2345678901234567e-308", and its NUL. */
+#define NUM_MAX 25
+
+static void format_value(double v, char out[NUM_MAX]) {
+    if (!isfinite(v)) {
+        memcpy(out, "null", 5);
+        return;
     }
-    buf_printf(b, "],\"points\":%zu,\"folded\":%zu}", raw, raw - s->n);
+    snprintf(out, NUM_MAX, "%.15g", v);
+    if (strtod(out, NULL) != v) snprintf(out, NUM_MAX, "%.17g", v);
+}
+
+static void append_long(HttpBuf *b, long v) {
+    char tmp[24], out[24];
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    size_t n = 0, k = 0;
+    do tmp[n++] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) out[k++] = '-';
+    while (n) out[k++] = tmp[--n];
+    buf_append(b, out, k);
+}
+
+/* "name":{"step":[...],"value":[...],"points":N,"folded":M} of k points
+ * (those of idx, or the first k when idx is NULL), printed directly: on a
+ * long job this is tens of thousands of numbers, and building a cJSON tree
+ * for them costs more than reading them. txt, when given, keeps each value
+ * formatted the first time it is printed ("" until then; the in-memory
+ * series below): formatting is most of the cost of an answer. */
+static void series_print(HttpBuf *b, const char *name, const Series *s, char (*txt)[NUM_MAX], const size_t *idx,
+                         size_t k) {
+    buf_printf(b, "\"%s\":{\"step\":[", name);
+    for (size_t i = 0; i < k; i++) {
+        if (i) buf_append(b, ",", 1);
+        append_long(b, s->step[idx ? idx[i] : i]);
+    }
+    buf_printf(b, "],\"value\":[");
+    for (size_t i = 0; i < k; i++) {
+        size_t at = idx ? idx[i] : i;
+        char num[NUM_MAX];
+        if (!txt)
+            format_value(s->value[at], num);
+        else if (!txt[at][0])
+            format_value(s->value[at], txt[at]);
+        if (i) buf_append(b, ",", 1);
+        buf_append(b, txt ? txt[at] : num, strlen(txt ? txt[at] : num));
+    }
+    buf_printf(b, "],\"points\":%zu,\"folded\":%zu}", s->n, s->n - k);
+}
+
+/* a series as the answer shows it, folded to max_points; 0, or 1 when memory ran out */
+static int series_answer(HttpBuf *b, const char *name, const Series *s, char (*txt)[NUM_MAX], size_t max_points) {
+    size_t *idx = NULL;
+    if (max_points >= 2 && s->n > max_points && !(idx = malloc(max_points * sizeof *idx))) return 1;
+    series_print(b, name, s, txt, idx, series_pick(s, max_points, idx));
+    free(idx);
+    return 0;
 }
 
 static void free_names(char **names, int n) {
@@ -115,7 +158,7 @@ static int split_names(const char *list, char ***out, int *n) {
 
 /* Answers of /metrics by (job, query), valid while the job's flushed
  * iteration and status are what they were: a dashboard polling a long job
- * costs one store scan per flush, not one per request. */
+ * costs one computation per flush, not one per request. */
 #define CACHE_SLOTS 16
 
 typedef struct {
@@ -127,35 +170,87 @@ typedef struct {
     unsigned long used;
 } CacheSlot;
 
+/* The series of a running job, kept in memory and topped up with the steps
+ * flushed since the last answer, so that an answer after a flush reads one
+ * flush's rows, not the job's whole history (30000 iterations of 11 series
+ * took tens of ms of CPU per flush to read, and held an HTTP thread that
+ * long: tests/bench/serve_load.sh). A running job's rows for steps up to its
+ * flushed iteration N are written in the flush that makes N visible, so the
+ * rows that can have appeared between two answers are those of steps in
+ * (N before, N now]; a job rewrites older steps only when it resumes, at
+ * start-up, before anything is kept here. A slot is held until another
+ * running job needs it: 16 bytes a point, about 5 MB for that job. */
+#define RAW_SLOTS 4
+
+typedef struct {
+    char *name;
+    Series s;
+    char (*txt)[NUM_MAX]; /* s's values as printed, formatted once when first printed ("" before) */
+    size_t txt_cap;
+} RawSeries;
+
+typedef struct {
+    pthread_mutex_t mu;  /* held while topping up and printing from it */
+    long job;            /* 0: free */
+    int pins;            /* threads holding it (under the cache's mu); reused only at 0 */
+    unsigned long used;
+    long iteration;      /* the job's flushed iteration the rows are complete up to; -1: none read */
+    RawSeries *series;
+    int n, cap;
+} RawSlot;
+
 struct MetricsCache {
     pthread_mutex_t mu;
     unsigned long tick;
     CacheSlot slot[CACHE_SLOTS];
+    RawSlot raw[RAW_SLOTS];
 };
+
+static void raw_clear(RawSlot *r) {
+    for (int i = 0; i < r->n; i++) {
+        free(r->series[i].name);
+        free(r->series[i].s.step);
+        free(r->series[i].s.value);
+        free(r->series[i].txt);
+    }
+    free(r->series);
+    r->series = NULL;
+    r->n = r->cap = 0;
+    r->iteration = -1;
+}
 
 int api_cache_create(Server *s) {
     s->mcache = calloc(1, sizeof *s->mcache);
     if (!s->mcache) return DACL_FAIL(DACL_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mcache->mu, NULL);
+    for (int i = 0; i < RAW_SLOTS; i++) {
+        pthread_mutex_init(&s->mcache->raw[i].mu, NULL);
+        s->mcache->raw[i].iteration = -1;
+    }
     return DACL_OK;
 }
 
 void api_cache_free(Server *s) {
     if (!s->mcache) return;
     for (int i = 0; i < CACHE_SLOTS; i++) free(s->mcache->slot[i].json);
+    for (int i = 0; i < RAW_SLOTS; i++) {
+        raw_clear(&s->mcache->raw[i]);
+        pthread_mutex_destroy(&s->mcache->raw[i].mu);
+    }
     pthread_mutex_destroy(&s->mcache->mu);
     free(s->mcache);
     s->mcache = NULL;
 }
 
-/* a copy of the cached answer, or NULL */
-static char *cache_get(MetricsCache *c, const StoreJob *j, const char *key, size_t *n) {
+/* A copy of the cached answer, or NULL. stale: an answer to the same query
+ * of the same running job at an earlier iteration will do. */
+static char *cache_get(MetricsCache *c, const StoreJob *j, const char *key, int stale, size_t *n) {
     char *out = NULL;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < CACHE_SLOTS && !out; i++) {
         CacheSlot *e = &c->slot[i];
-        if (!e->json || e->job != j->id || e->iteration != j->iteration || e->status != (int)j->status ||
-            strcmp(e->key, key))
+        if (!e->json || e->job != j->id || e->status != (int)j->status || strcmp(e->key, key)) continue;
+        if (e->iteration != j->iteration && !(stale && j->status == JOB_RUNNING && e->iteration < j->iteration))
             continue;
         if ((out = malloc(e->n + 1))) {
             memcpy(out, e->json, e->n + 1);
@@ -191,6 +286,186 @@ static void cache_put(MetricsCache *c, const StoreJob *j, const char *key, const
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The raw slot of `job`, pinned: its own, else the least recently used one
+ * nobody holds, emptied. NULL when all are held by requests for other jobs. */
+static RawSlot *raw_pin(MetricsCache *c, long job) {
+    RawSlot *victim = NULL, *mine = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < RAW_SLOTS && !mine; i++) {
+        RawSlot *r = &c->raw[i];
+        if (r->job == job)
+            mine = r;
+        else if (!r->pins && (!victim || r->used < victim->used))
+            victim = r;
+    }
+    if (!mine && victim) {
+        raw_clear(victim); /* nobody holds it, so nobody is in its mutex */
+        victim->job = job;
+        mine = victim;
+    }
+    if (mine) {
+        mine->pins++;
+        mine->used = ++c->tick;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return mine;
+}
+
+static void raw_unpin(MetricsCache *c, RawSlot *r) {
+    pthread_mutex_lock(&c->mu);
+    r->pins--;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static RawSeries *raw_find(RawSlot *r, const char *name) {
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->series[i].name, name)) return &r->series[i];
+    return NULL;
+}
+
+/* Rows of one series read into a raw series: steps above `upto` stop the
+ * scan (they are read at the next top-up, once the job's iteration says
+ * they are complete); a step already held is replaced, a new one inserted
+ * in order (the end, but for rows written out of order). */
+typedef struct {
+    RawSeries *rs;
+    long upto;
+} TopUp;
+
+static int raw_merge(void *ctx, const char *name, long step, double value) {
+    (void)name;
+    TopUp *t = ctx;
+    RawSeries *rs = t->rs;
+    Series *s = &rs->s;
+    if (t->upto >= 0 && step > t->upto) return 1;
+    size_t lo = s->n;
+    if (s->n && step <= s->step[s->n - 1]) { /* first index with step >= this one */
+        size_t a = 0, b = s->n;
+        while (a < b) {
+            size_t m = a + (b - a) / 2;
+            if (s->step[m] < step) a = m + 1;
+            else b = m;
+        }
+        lo = a;
+        if (s->step[lo] == step) {
+            s->value[lo] = value;
+            rs->txt[lo][0] = '\0';
+            return 0;
+        }
+    }
+    if (s->n == s->cap && series_grow(s)) return 1;
+    if (rs->txt_cap < s->cap) {
+        char(*nt)[NUM_MAX] = realloc(rs->txt, s->cap * sizeof *nt);
+        if (!nt) {
+            s->oom = 1;
+            return 1;
+        }
+        rs->txt = nt;
+        rs->txt_cap = s->cap;
+    }
+    memmove(s->step + lo + 1, s->step + lo, (s->n - lo) * sizeof *s->step);
+    memmove(s->value + lo + 1, s->value + lo, (s->n - lo) * sizeof *s->value);
+    memmove(rs->txt + lo + 1, rs->txt + lo, (s->n - lo) * sizeof *rs->txt);
+    s->step[lo] = step;
+    s->value[lo] = value;
+    rs->txt[lo][0] = '\0';
+    s->n++;
+    return 0;
+}
+
+/* Brings a pinned, locked slot up to the job's flushed iteration `it`. */
+static int raw_top_up(Store *st, RawSlot *r, long job, long it) {
+    if (r->iteration >= 0 && it < r->iteration) raw_clear(r); /* cannot happen while it runs; be safe */
+    char **names;
+    int n;
+    int rc = store_metric_names(st, job, &names, &n);
+    for (int i = 0; rc == DACL_OK && i < n; i++) {
+        RawSeries *rs = raw_find(r, names[i]);
+        long since = r->iteration;
+        if (!rs) { /* a series new since the last top-up: all of it */
+            if (r->n == r->cap) {
+                int cap = r->cap ? 2 * r->cap : 16;
+                RawSeries *ns = realloc(r->series, (size_t)cap * sizeof *ns);
+                if (!ns) {
+                    rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
+                    break;
+                }
+                r->series = ns;
+                r->cap = cap;
+            }
+            rs = &r->series[r->n];
+            *rs = (RawSeries){.name = names[i]};
+            names[i] = NULL;
+            r->n++;
+            since = -1;
+        }
+        /* the first read takes every row there is; later ones (since, it] */
+        TopUp t = {rs, r->iteration < 0 ? -1 : it};
+        rc = store_metric_points(st, job, rs->name, since, raw_merge, &t);
+        if (rc == DACL_OK && rs->s.oom) rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
+    }
+    free_names(names, n);
+    if (rc)
+        raw_clear(r); /* possibly half read: start again next time */
+    else
+        r->iteration = it;
+    return rc;
+}
+
+/* The answer from a topped-up slot: the series of `list` (NULL: all, by name) */
+static int raw_answer(RawSlot *r, char **list, int nlist, size_t max_points, HttpBuf *b) {
+    static const Series empty = {0};
+    buf_append(b, "{", 1);
+    if (!list) { /* the store lists names in order; the slot in order of appearance */
+        int *order = malloc(((size_t)r->n + 1) * sizeof *order);
+        if (!order) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+        for (int i = 0; i < r->n; i++) {
+            int k = i;
+            while (k > 0 && strcmp(r->series[order[k - 1]].name, r->series[i].name) > 0) {
+                order[k] = order[k - 1];
+                k--;
+            }
+            order[k] = i;
+        }
+        for (int i = 0; i < r->n; i++) {
+            if (i) buf_append(b, ",", 1);
+            RawSeries *rs = &r->series[order[i]];
+            if (series_answer(b, rs->name, &rs->s, rs->txt, max_points)) {
+                free(order);
+                return DACL_FAIL(DACL_ENOMEM, "out of memory");
+            }
+        }
+        free(order);
+    }
+    for (int i = 0; list && i < nlist; i++) {
+        RawSeries *rs = raw_find(r, list[i]);
+        if (i) buf_append(b, ",", 1);
+        if (series_answer(b, list[i], rs ? &rs->s : &empty, rs ? rs->txt : NULL, max_points))
+            return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    }
+    buf_append(b, "}", 1);
+    return DACL_OK;
+}
+
+/* The answer read from the store: finished jobs (answered once, then cached
+ * for good) and queries with `since` (short by nature). */
+static int store_answer(Store *st, long job, char **names, int n, long since, size_t max_points, HttpBuf *b) {
+    int rc = DACL_OK;
+    buf_append(b, "{", 1);
+    for (int i = 0; rc == DACL_OK && i < n; i++) {
+        Series se = {0};
+        rc = store_metric_points(st, job, names[i], since, series_add, &se);
+        if (rc == DACL_OK && se.oom) rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
+        if (i) buf_append(b, ",", 1);
+        if (rc == DACL_OK && series_answer(b, names[i], &se, NULL, max_points))
+            rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
+        free(se.step);
+        free(se.value);
+    }
+    buf_append(b, "}", 1);
+    return rc;
+}
+
 void api_job_metrics(Server *s, Request *r) {
     long since, max_points;
     StoreJob j;
@@ -213,29 +488,40 @@ void api_job_metrics(Server *s, Request *r) {
     /* a query too long for a key is not cached: a truncated key could match another */
     if (snprintf(key, sizeof key, "%ld|%ld|%s", since, max_points, list ? list : "*") >= (int)sizeof key)
         key[0] = '\0';
-    char *text = bad || !key[0] ? NULL : cache_get(s->mcache, &j, key, &len);
+    char *text = bad || !key[0] ? NULL : cache_get(s->mcache, &j, key, 0, &len);
     if (bad || text) {
         if (text) http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
         store_job_clear(&j);
         return;
     }
-    char **names;
-    int n;
-    int rc = list ? split_names(list, &names, &n) : store_metric_names(s->store, job, &names, &n);
-    HttpBuf b = {0};
-    buf_append(&b, "{", 1);
-    for (int i = 0; rc == DACL_OK && i < n; i++) {
-        Series se = {0};
-        rc = store_metric_points(s->store, job, names[i], since, series_add, &se);
-        if (rc == DACL_OK && se.oom) rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
-        size_t raw = se.n;
-        series_bucket(&se, (size_t)max_points);
-        if (i) buf_append(&b, ",", 1);
-        series_print(&b, names[i], &se, raw);
-        free(se.step);
-        free(se.value);
+    RawSlot *raw = since < 0 && key[0] && j.status == JOB_RUNNING ? raw_pin(s->mcache, job) : NULL;
+    if (raw && pthread_mutex_trylock(&raw->mu)) {
+        /* another request is reading this flush's rows: the answer before it
+         * is one flush old, and better than a wait in line on a busy machine */
+        if ((text = cache_get(s->mcache, &j, key, 1, &len))) {
+            raw_unpin(s->mcache, raw);
+            http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
+            store_job_clear(&j);
+            return;
+        }
+        pthread_mutex_lock(&raw->mu);
     }
-    buf_append(&b, "}", 1);
+    /* the request that held the slot may have answered this very query */
+    if (raw && (text = cache_get(s->mcache, &j, key, 0, &len))) {
+        pthread_mutex_unlock(&raw->mu);
+        raw_unpin(s->mcache, raw);
+        http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
+        store_job_clear(&j);
+        return;
+    }
+    char **names = NULL;
+    int n = 0;
+    int rc = list ? split_names(list, &names, &n) : raw ? DACL_OK : store_metric_names(s->store, job, &names, &n);
+    HttpBuf b = {0};
+    if (rc == DACL_OK && raw && (rc = raw_top_up(s->store, raw, job, j.iteration)) == DACL_OK)
+        rc = raw_answer(raw, list ? names : NULL, n, (size_t)max_points, &b);
+    else if (rc == DACL_OK && !raw)
+        rc = store_answer(s->store, job, names, n, since, (size_t)max_points, &b);
     free_names(names, n);
     text = buf_take(&b, &len);
     if (rc || !text) {
@@ -244,6 +530,10 @@ void api_job_metrics(Server *s, Request *r) {
     } else {
         if (key[0]) cache_put(s->mcache, &j, key, text, len);
         http_bytes(r, MHD_HTTP_OK, "application/json", text, len);
+    }
+    if (raw) {
+        pthread_mutex_unlock(&raw->mu);
+        raw_unpin(s->mcache, raw);
     }
     store_job_clear(&j);
 }
