@@ -2,7 +2,7 @@
 # Installs every Debian 12 package dacld needs to build, test and benchmark.
 # Idempotent: packages already present are left as they are.
 #   deploy/install-deps.sh          build + test dependencies
-#   deploy/install-deps.sh --bench  also PyTorch and jemalloc for tests/bench (about 1 GB)
+#   deploy/install-deps.sh --bench  also PyTorch, jemalloc and wrk for tests/bench (about 1 GB)
 #   deploy/install-deps.sh --fixtures  also PyTorch and SciPy to regenerate tests/reference
 set -euo pipefail
 
@@ -28,7 +28,7 @@ pkgs=(
 )
 # the dashboard test (tests/web): Debian's npm, unless the nodejs package brings its own
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-[ "$want_bench" = 1 ] && pkgs+=(python3-torch python3-numpy libjemalloc2)
+[ "$want_bench" = 1 ] && pkgs+=(python3-torch python3-numpy libjemalloc2 wrk)
 [ "$want_fixtures" = 1 ] && pkgs+=(python3-torch python3-numpy python3-scipy python3-h5py)
 
 missing=()
