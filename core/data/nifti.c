@@ -144,6 +144,11 @@ static int parse_header(const char *path, unsigned char *buf, int64_t n, nifti_i
         if (*swapped) swap_nifti_header(&h, 2);
         if (memcmp(h.magic, "n+2", 4) != 0)
             return DACL_FAIL(DACL_EFORMAT, "%s: not a single-file NIfTI-2 (magic \"%.3s\")", path, h.magic);
+        /* libnifti 2.x's converter walks dim[1..dim[0]] of its copy on the stack without checking
+         * dim[0] for NIfTI-2 (it does for NIfTI-1): a larger one writes past the array and smashes
+         * the stack (tests/fuzz). Checked here first. */
+        if (h.dim[0] < 1 || h.dim[0] > 7)
+            return DACL_FAIL(DACL_EFORMAT, "%s: bad NIfTI dim[0] = %lld", path, (long long)h.dim[0]);
         nim = nifti_convert_n2hdr2nim(h, path);
     }
     if (!nim) return DACL_FAIL(DACL_EFORMAT, "%s: invalid NIfTI-%d header", path, version);
