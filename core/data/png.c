@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dacl/error.h"
@@ -51,16 +52,22 @@ typedef struct {
 #define PNG_MAX_RATIO 1100.0
 #define PNG_SLACK_BYTES (double)(1 << 20)
 
-/* Sum the lengths of the IDAT chunks of f (positioned after the signature), then seek back there.
- * Stops at IEND, at the end of the file or at a chunk that does not fit: libpng reports those. */
+/* The bytes of f's IDAT chunks that are really in the file (a length field may claim more than
+ * follows it), counted with f just after the signature; f is put back there. Stops at IEND or at
+ * the end of the file: libpng reports what is wrong with the chunks. */
 static uint64_t png_idat_bytes(FILE *f) {
-    uint64_t total = 0;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) return 0;
+    uint64_t size = (uint64_t)st.st_size, at = 8, total = 0;
     unsigned char hdr[8];
-    while (fread(hdr, 1, 8, f) == 8) {
-        uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-        if (!memcmp(hdr + 4, "IEND", 4) || len > 0x7fffffffu) break;
-        if (!memcmp(hdr + 4, "IDAT", 4)) total += len;
-        if (fseek(f, (long)len + 4, SEEK_CUR) != 0) break; /* data and CRC */
+    while (at + 8 <= size && fread(hdr, 1, 8, f) == 8) {
+        at += 8;
+        uint64_t len = (uint64_t)hdr[0] << 24 | (uint64_t)hdr[1] << 16 | (uint64_t)hdr[2] << 8 | hdr[3];
+        uint64_t left = size - at;
+        if (!memcmp(hdr + 4, "IDAT", 4)) total += len < left ? len : left;
+        if (!memcmp(hdr + 4, "IEND", 4) || len + 4 > left) break;
+        at += len + 4; /* data and CRC */
+        if (fseek(f, (long)at, SEEK_SET) != 0) break;
     }
     clearerr(f);
     fseek(f, 8, SEEK_SET);
