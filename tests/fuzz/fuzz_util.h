@@ -6,8 +6,8 @@
  * regression input passing in the default build.
  *
  * The readers take paths, so the file targets write each input to a file in
- * a private folder (in /dev/shm when there is one: no disk I/O) made once per
- * process and removed at exit. */
+ * a private folder (in $DACL_FUZZ_TMP, else /dev/shm when there is one: no
+ * disk I/O) made once per process and removed at a normal exit. */
 #ifndef DACL_FUZZ_UTIL_H
 #define DACL_FUZZ_UTIL_H
 
@@ -42,7 +42,12 @@ static void fuzz_dir_remove(void) {
  * path[n]. Aborts when it cannot: a harness that cannot write has nothing to test. */
 static inline void fuzz_write_file(const uint8_t *data, size_t size, const char *suffix, char *path, size_t n) {
     if (!fuzz_dir_[0]) {
-        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        /* libFuzzer leaves with _Exit (no atexit) when its time is up or an input crashes:
+         * run.sh hands a folder it removes afterwards in DACL_FUZZ_TMP */
+        const char *base = getenv("DACL_FUZZ_TMP")            ? getenv("DACL_FUZZ_TMP")
+                           : access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                           : getenv("TMPDIR")              ? getenv("TMPDIR")
+                                                           : "/tmp";
         snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/dacl-fuzz-XXXXXX", base);
         if (!mkdtemp(fuzz_dir_)) {
             perror("fuzz: mkdtemp");

@@ -52,6 +52,10 @@ CC="${CC:-clang}" cmake -S "$root" -B "$build" -DDACL_FUZZ=ON -DCMAKE_BUILD_TYPE
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" >/dev/null
 cmake --build "$build" -j"${JOBS:-2}" --target "${targets[@]/#/fuzz_}" >/dev/null
 
+# the inputs' files (fuzz_util.h): in memory, and removed however the targets end
+scratch="$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/dacl-fuzz-run.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+export DACL_FUZZ_TMP="$scratch"
 export OPENBLAS_NUM_THREADS=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -81,6 +85,11 @@ for t in "${targets[@]}"; do
     "$work" "$here/corpus/$t" "$here/regressions/$t" >"$log" 2>&1
   rc=$?
   set -e
+  if [ "$rc" -ne 0 ]; then
+    # a crash that kills the signal handlers too (a smashed stack) leaves no crash-* file; the
+    # input being read is still in the scratch folder
+    find "$scratch" -type f -name 'input*' -exec sh -c 'cp "$1" "$2/last-input-$(date +%s)-$(basename "$1")"' _ {} "$art" \;
+  fi
   if [ "$t" = h5 ]; then # crashes were skipped, not fatal: judge each one saved by this run
     n_lib=0
     while IFS= read -r -d '' a; do
@@ -99,12 +108,12 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if [ -z "$execs" ]; then # -fork mode prints "#N: cov: ... exec/s: R oom/timeout/crash: a/b/c ..."
-    execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -1 | tr -dc 0-9)
-    rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -1 | tr -dc 0-9)
-    otc=$(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1 | cut -d' ' -f2)
+    execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -1 | tr -dc 0-9 || true)
+    rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -1 | tr -dc 0-9 || true)
+    otc=$(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1 | cut -d' ' -f2 || true)
     if [ -n "$otc" ]; then echo "fuzz_$t: oom/timeout/crash inputs skipped: $otc (in $art)"; fi
   fi
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true) # none if cut short
   if [ "$rc" -ne 0 ]; then
     failed=1
     what=$(grep -m1 -oE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer|UndefinedBehaviorSanitizer)[^(]*|runtime error:.*|SUMMARY:.*' "$log" || true)
