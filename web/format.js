@@ -66,7 +66,8 @@ export function statusBadge(status) {
 // a progress bar with its text (percent, ETA) readable by screen readers
 export function progressBar(job) {
   const pct = Math.round(100 * (job.progress || 0));
-  const eta = job.status === 'running' && job.eta_s !== null ? ` · ETA ${fmtDuration(job.eta_s)}` : '';
+  let eta = job.status === 'running' && job.eta_s !== null && job.eta_s !== undefined ? ` · ETA ${fmtDuration(job.eta_s)}` : '';
+  if (job.status === 'queued' && Number.isInteger(job.queue_position)) eta = ` · ${ordinal(job.queue_position + 1)} in queue`;
   const label = `${job.iteration ?? 0} / ${job.total ?? '?'} iterations (${pct}%)${eta}`;
   const bar = el('div', { class: 'bar-fill' });
   bar.style.width = `${pct}%`;
@@ -74,4 +75,9 @@ export function progressBar(job) {
     el('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct,
       'aria-label': label }, bar),
     el('span', { class: 'progress-text' }, `${pct}%${eta}`));
+}
+
+function ordinal(n) {
+  const s = n % 100 >= 11 && n % 100 <= 13 ? 'th' : { 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] || 'th';
+  return `${n}${s}`;
 }

@@ -41,6 +41,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP # a ctest timeout still kills the daemon
 mkdir -p "$W/data" "$OUT_DIR"
 TOKEN=web-token-$$
 printf '%s\n' "$TOKEN" >"$W/token"
