@@ -181,7 +181,7 @@ awk -v a="$ips_before" -v b="$ips_after" -v l="$ips_load" -v p99="$p99" -v e="$e
   -v cores="$(nproc)" 'BEGIN {
   q = (a + b) / 2; s = 100 * (1 - l / q); d = 100 * (a > b ? a - b : b - a) / q
   printf "  slowdown      %.1f %% against the quiet mean %.2f (the quiet windows differ by %.1f %%%s)\n", s, q, d,
-    d > 5 ? ": more than the target, which is noise from the machine" : ""
+    (d > 5 ? ": more than the target, which is noise from the machine" : "")
   printf "  bound         the HTTP threads took %.1f %% of the %d cores: the slowdown on an idle machine\n",
     100 * h / cores, cores
   printf "targets: p99 < 10 ms %s, no errors %s, slowdown < 5 %% %s\n", p99 < 10 ? "met" : "MISSED",
