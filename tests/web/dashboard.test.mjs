@@ -109,11 +109,14 @@ try {
     await page.locator('h1', { hasText: 'web-cps' }).waitFor({ timeout: T });
   });
 
-  // a second job, through the API, for the compare view: differs in name, lr and iterations
+  // a second job, through the API, for the compare view and the DACL internals:
+  // differs in name, method, lr and iterations
+  const dacl = tinyJob('web-dacl', { lr: 0.02, iterations: 200 });
+  dacl.method = { name: 'dacl', cl_warmup: 5, bank_size: 200 };
   const second = await page.evaluate(async ([cfg, token]) => {
     const r = await fetch('/api/v1/jobs', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: JSON.stringify(cfg) });
     return (await r.json()).id;
-  }, [tinyJob('web-lr02', { lr: 0.02, iterations: 200 }), TOKEN]);
+  }, [dacl, TOKEN]);
 
   await step('the job list shows the job', async () => {
     await page.goto(`${BASE}/#/jobs`);
@@ -187,6 +190,31 @@ try {
     await page.unroute('**/api/v1/jobs/*/events');
   });
 
+  await step('a DACL job shows its internals: anchors and bank fill per class, densities', async () => {
+    await page.locator('#sec-dacl [data-chart="cl-anchors"] canvas').waitFor({ timeout: T });
+    const legend = await page.locator('[data-chart="cl-anchors"] .u-legend').textContent();
+    for (const c of ['RV', 'Myo', 'LV']) expect(legend.includes(`${c} A`) && legend.includes(`${c} B`), `anchors legend: ${legend}`);
+    await page.locator('#sec-dacl [data-chart="cl-bank"] canvas').waitFor({ timeout: T });
+    await page.locator('#sec-dacl [data-chart="cl-density"] canvas').waitFor({ timeout: T });
+    const loss = await page.locator('[data-chart="loss"] .u-legend').textContent();
+    expect(/contrastive A/.test(loss), `the loss chart has the contrastive term: ${loss}`);
+  });
+
+  await step('metric names alone decide the charts (a name never seen before gets one)', async () => {
+    const groups = await page.evaluate(async () => {
+      const m = await import('/metrics.js');
+      const names = ['loss', 'loss_sup_a', 'loss_cl_b', 'lambda_cl', 'lr', 'cl_anchors_a.RV', 'cl_anchors_b.LV',
+        'cl_bank.Myo', 'cl_anchor_density_a', 'cl_key_density_b', 'cl_proto_drift_a', 'grad_norm_a', 'grad_norm_b'];
+      return Object.fromEntries(m.groupMetrics(names, () => '#000').map((s) => [s.id, Object.fromEntries(
+        s.charts.map((c) => [c.key, c.series.map((x) => x.name)]))]));
+    });
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    expect(same(groups.training, { loss: ['loss', 'loss_sup_a', 'loss_cl_b'] }), JSON.stringify(groups.training));
+    expect(same(groups.schedule, { lr: ['lr'], lambda: ['lambda_cl'] }), JSON.stringify(groups.schedule));
+    expect(same(Object.keys(groups.dacl), ['cl-anchors', 'cl-bank', 'cl-density', 'cl-proto-drift']), JSON.stringify(groups.dacl));
+    expect(same(groups.other, { 'other-grad': ['grad_norm_a', 'grad_norm_b'] }), JSON.stringify(groups.other));
+  });
+
   await step('a series longer than the chart is bucketed and the chart says so', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${BASE}/#/jobs`);
@@ -212,7 +240,7 @@ try {
     await page.goto(`${BASE}/#/compare/${jobId},${second}`);
     await page.locator('#config-compare').waitFor({ timeout: T });
     const diff = await page.locator('#config-compare tr.diff').evaluateAll((rs) => rs.map((r) => r.dataset.key));
-    for (const k of ['name', 'train.lr', 'train.iterations']) expect(diff.includes(k), `${k} marked as differing (${diff})`);
+    for (const k of ['name', 'method.name', 'train.lr', 'train.iterations']) expect(diff.includes(k), `${k} marked as differing (${diff})`);
     expect(!diff.includes('train.batch'), 'train.batch is the same');
     await page.locator('[data-chart="compare-dice"] canvas').waitFor({ timeout: T });
     await page.check('#only-diff');
