@@ -86,4 +86,21 @@ void dacl_conv_image_backward_split(float *dx, float *dx2, int csplit, float *dw
                                     const float *dy, const float *x, const float *w, int C, int H,
                                     int W, int OC, float *ws);
 
+/* Direct 3x3 convolutions (ops_conv_direct.c): nonzero where this CPU runs
+ * them (AVX-512). Same contracts as the im2col path; no workspace. */
+int dacl_conv3x3_direct_available(void);
+/* 1 if the direct kernels are used for this layer's forward or backward (see ops_conv.c) */
+int dacl_conv3x3_use_direct(int C, int H, int W, int OC, int backward);
+void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1);
+/* dx (may be NULL) channels [0, csplit), dx2 the rest, overwritten; dw accumulates */
+void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
+                                  const float *x, const float *w, int C, int H, int W, int OC);
+/* the im2col + sgemm path whatever the shape, for tests and benchmarks */
+void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1, float *ws);
+void dacl_conv3x3_im2col_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
+                                  const float *x, const float *w, int C, int H, int W, int OC,
+                                  float *ws);
+
 #endif

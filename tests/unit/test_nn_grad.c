@@ -222,6 +222,12 @@ static void test_conv2d(void **state) {
     check_conv(2, 3, 6, 7, 4, 3, 11);
     check_conv(1, 2, 1, 5, 3, 3, 12); /* one row: every tap but the centre row is padding */
     check_conv(2, 5, 4, 3, 3, 1, 13);
+    /* rows of 16 pixels and more take the direct AVX-512 kernels where the
+     * CPU has them (forward from W = 16, backward from W = 64): odd widths
+     * end in a partial vector, and 5 or 11 output channels leave a partial
+     * tile (test_nn_conv_direct.c compares them with im2col + sgemm) */
+    check_conv(1, 3, 5, 67, 5, 3, 14);
+    check_conv(2, 9, 3, 20, 11, 3, 15);
 }
 
 /* ------------------------------------------------------ transposed conv -- */

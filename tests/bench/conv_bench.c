@@ -1,0 +1,98 @@
+/* conv-bench: the U-Net's 3x3 convolutions one image at a time on one
+ * thread, im2col + sgemm against the direct kernels: GFLOP/s of forward and
+ * of backward (weight and input gradients), best of --reps by the thread's
+ * CPU time (robust on a shared machine), and the worst relative difference
+ * between the two paths' outputs.
+ *
+ *   conv-bench [--patch 256] [--reps 5] */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../core/nn/ops_internal.h"
+#include "dacl/nn.h"
+
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static float *frand(DaclRng *r, size_t n) {
+    float *v = malloc(n * sizeof(float));
+    if (!v) exit(1);
+    for (size_t i = 0; i < n; i++) v[i] = 2.0f * dacl_rng_uniform(r) - 1.0f;
+    return v;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(a[i]));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    return scale > 0.0 ? worst / scale : worst;
+}
+
+int main(int argc, char **argv) {
+    int patch = 256, reps = 5;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--patch")) patch = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    }
+    openblas_set_num_threads(1);
+    if (!dacl_conv3x3_direct_available()) {
+        printf("conv-bench: no AVX-512 on this CPU, the direct kernels are not used\n");
+        return 0;
+    }
+    /* (C, OC, level) of every 3x3 conv in the default U-Net, 1 in, 4 classes */
+    static const int shapes[][3] = {{1, 16, 0},   {16, 16, 0},   {16, 32, 1},  {32, 32, 1},
+                                    {32, 64, 2},  {64, 64, 2},   {64, 128, 3}, {128, 128, 3},
+                                    {128, 256, 4}, {256, 256, 4}, {256, 128, 3}, {128, 64, 2},
+                                    {64, 32, 1},  {32, 16, 0},   {16, 4, 0}};
+    DaclRng rng;
+    dacl_rng_seed(&rng, 7);
+    printf("%5s %5s %5s | %18s | %18s %6s | %9s %9s %9s\n", "C", "OC", "HxW",
+           "fwd GF/s im2col dir", "bwd GF/s im2col dir", "dw dir", "rel y", "rel dx", "rel dw");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int C = shapes[s][0], OC = shapes[s][1], H = patch >> shapes[s][2], W = H;
+        size_t HW = (size_t)H * W;
+        float *x = frand(&rng, C * HW), *w = frand(&rng, (size_t)OC * C * 9), *b = frand(&rng, OC);
+        float *dy = frand(&rng, OC * HW);
+        float *y1 = malloc(OC * HW * 4), *y2 = malloc(OC * HW * 4);
+        float *dx1 = malloc(C * HW * 4), *dx2 = malloc(C * HW * 4);
+        float *dw1 = calloc((size_t)OC * C * 9, 4), *dw2 = calloc((size_t)OC * C * 9, 4);
+        float *ws = malloc(dacl_conv2d_ws(C, H, W, 3) * sizeof(float));
+        if (!y1 || !y2 || !dx1 || !dx2 || !dw1 || !dw2 || !ws) return 1;
+        double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
+        for (int r = 0; r < reps; r++) {
+            double t = cpu_now();
+            dacl_conv3x3_im2col_forward_rows(y1, x, w, b, C, H, W, OC, 0, H, ws);
+            double t1 = cpu_now();
+            dacl_conv3x3_direct_forward_rows(y2, x, w, b, C, H, W, OC, 0, H);
+            double t2 = cpu_now();
+            memset(dw1, 0, (size_t)OC * C * 9 * 4);
+            memset(dw2, 0, (size_t)OC * C * 9 * 4);
+            double t3 = cpu_now();
+            dacl_conv3x3_im2col_backward(dx1, dx1, C, dw1, dy, x, w, C, H, W, OC, ws);
+            double t4 = cpu_now();
+            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC);
+            double t5 = cpu_now();
+            dacl_conv3x3_direct_backward(NULL, NULL, C, dw2, dy, x, w, C, H, W, OC);
+            double t6 = cpu_now();
+            memset(dw2, 0, (size_t)OC * C * 9 * 4);
+            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC);
+            best[4] = fmin(best[4], t6 - t5);
+            best[0] = fmin(best[0], t1 - t), best[1] = fmin(best[1], t2 - t1);
+            best[2] = fmin(best[2], t4 - t3), best[3] = fmin(best[3], t5 - t4);
+        }
+        double gf = 2.0 * HW * C * OC * 9 * 1e-9;
+        printf("%5d %5d %5d | %8.1f %9.1f | %8.1f %9.1f %6.1f | %9.2e %9.2e %9.2e\n", C, OC, H,
+               gf / best[0], gf / best[1], 2 * gf / best[2], 2 * gf / best[3], gf / best[4], max_rel(y1, y2, OC * HW),
+               max_rel(dx1, dx2, C * HW), max_rel(dw1, dw2, (size_t)OC * C * 9));
+        free(x), free(w), free(b), free(dy), free(y1), free(y2), free(dx1), free(dx2), free(dw1),
+            free(dw2), free(ws);
+    }
+    return 0;
+}

@@ -1,0 +1,142 @@
+/* The direct 3x3 convolution kernels (core/nn/ops_conv_direct.c) against
+ * the im2col + sgemm path on random shapes: odd heights and widths (rows
+ * ending in a partial vector, rows shorter than one vector), one row, channel
+ * counts that leave partial tiles, forward on a subrange of rows, the input
+ * gradient split in two buffers (a concat's halves), the weight gradient
+ * accumulating, and no input gradient. Their finite-difference checks are in
+ * test_nn_grad.c (conv2d at widths that take these kernels). Skipped where
+ * the CPU has no AVX-512. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../core/nn/ops_internal.h"
+#include "dacl/nn.h"
+
+static float *fnew(size_t n) {
+    float *v = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(v);
+    return v;
+}
+
+static float *frand(DaclRng *r, size_t n) {
+    float *v = fnew(n);
+    for (size_t i = 0; i < n; i++) v[i] = 2.0f * dacl_rng_uniform(r) - 1.0f;
+    return v;
+}
+
+/* max |a - b| over max |b|: both paths sum the same products in another
+ * order, so they agree to float roundoff of the largest terms */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs((double)b[i]));
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    }
+    return scale > 0.0 ? worst / scale : worst;
+}
+
+#define TOL 1e-5
+
+static void check_shape(int C, int H, int W, int OC, uint64_t seed) {
+    DaclRng r;
+    dacl_rng_seed(&r, seed);
+    const size_t HW = (size_t)H * W, nw = (size_t)OC * C * 9;
+    float *x = frand(&r, C * HW), *w = frand(&r, nw), *b = frand(&r, OC), *dy = frand(&r, OC * HW);
+    float *ws = fnew(dacl_conv2d_ws(C, H, W, 3));
+    float *y1 = fnew(OC * HW), *y2 = fnew(OC * HW);
+
+    /* forward: every row, then a subrange that leaves the rest untouched */
+    dacl_conv3x3_im2col_forward_rows(y1, x, w, b, C, H, W, OC, 0, H, ws);
+    dacl_conv3x3_direct_forward_rows(y2, x, w, b, C, H, W, OC, 0, H);
+    double ey = rel_diff(y2, y1, OC * HW);
+    int h0 = H / 3, h1 = H - H / 4;
+    for (size_t i = 0; i < OC * HW; i++) y2[i] = 1234.0f;
+    dacl_conv3x3_direct_forward_rows(y2, x, w, b, C, H, W, OC, h0, h1);
+    for (int oc = 0; oc < OC; oc++)
+        for (int h = 0; h < H; h++)
+            for (int q = 0; q < W; q++) {
+                size_t i = oc * HW + (size_t)h * W + q;
+                if (h < h0 || h >= h1) assert_true(y2[i] == 1234.0f);
+                else assert_true(fabs((double)y2[i] - y1[i]) <= TOL * (1.0 + fabs((double)y1[i])) * 10);
+            }
+
+    /* backward: dx split at csplit, dw accumulating onto a nonzero start */
+    int csplit = C > 1 ? C / 2 + 1 : C;
+    float *dxa1 = fnew(csplit * HW), *dxb1 = fnew((C - csplit) * HW + 1);
+    float *dxa2 = fnew(csplit * HW), *dxb2 = fnew((C - csplit) * HW + 1);
+    float *dw1 = frand(&r, nw), *dw2 = fnew(nw), *dw3 = fnew(nw);
+    memcpy(dw2, dw1, nw * sizeof(float));
+    memcpy(dw3, dw1, nw * sizeof(float));
+    for (size_t i = 0; i < csplit * HW; i++) dxa2[i] = NAN; /* overwritten, never read */
+    for (size_t i = 0; i < (C - csplit) * HW; i++) dxb2[i] = NAN;
+    dacl_conv3x3_im2col_backward(dxa1, dxb1, csplit, dw1, dy, x, w, C, H, W, OC, ws);
+    dacl_conv3x3_direct_backward(dxa2, dxb2, csplit, dw2, dy, x, w, C, H, W, OC);
+    dacl_conv3x3_direct_backward(NULL, NULL, C, dw3, dy, x, w, C, H, W, OC);
+    double ea = rel_diff(dxa2, dxa1, csplit * HW), eb = rel_diff(dxb2, dxb1, (C - csplit) * HW);
+    double ew = rel_diff(dw2, dw1, nw);
+    printf("  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e  dw %.1e\n", C, OC, H, W, ey, ea, eb,
+           ew);
+    assert_true(ey <= TOL && ea <= TOL && eb <= TOL && ew <= TOL);
+    assert_memory_equal(dw3, dw2, nw * sizeof(float)); /* dx = NULL: the same dw */
+
+    free(x), free(w), free(b), free(dy), free(ws), free(y1), free(y2);
+    free(dxa1), free(dxb1), free(dxa2), free(dxb2), free(dw1), free(dw2), free(dw3);
+}
+
+static void test_direct_matches_im2col(void **state) {
+    (void)state;
+    if (!dacl_conv3x3_direct_available()) {
+        printf("  no AVX-512 on this CPU: the direct kernels are never used, nothing to check\n");
+        skip();
+    }
+    static const int shapes[][4] = {
+        /* C, H, W, OC */
+        {1, 5, 67, 5},   {3, 1, 16, 9},   {16, 9, 33, 16}, {7, 4, 3, 3},   {5, 6, 47, 13},
+        {32, 7, 64, 32}, {2, 3, 17, 1},   {9, 12, 49, 11}, {16, 2, 1, 4},  {64, 4, 32, 24},
+        {1, 16, 16, 16}, {24, 5, 95, 7},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 100 + i);
+    /* random shapes on top */
+    DaclRng r;
+    dacl_rng_seed(&r, 5);
+    for (int k = 0; k < 20; k++) {
+        int C = 1 + (int)dacl_rng_below(&r, 40), OC = 1 + (int)dacl_rng_below(&r, 40);
+        int H = 1 + (int)dacl_rng_below(&r, 12), W = 1 + (int)dacl_rng_below(&r, 90);
+        check_shape(C, H, W, OC, 200 + k);
+    }
+}
+
+/* The U-Net's conv layers go through the dispatch; a batch of one image and
+ * of several must give each image the same result (the kernels work image by
+ * image, whatever the batch). */
+static void test_dispatch_batch(void **state) {
+    (void)state;
+    const int N = 3, C = 6, H = 8, W = 70, OC = 10;
+    const size_t HW = (size_t)H * W;
+    DaclRng r;
+    dacl_rng_seed(&r, 9);
+    float *x = frand(&r, N * C * HW), *w = frand(&r, (size_t)OC * C * 9), *b = frand(&r, OC);
+    float *ws = fnew(dacl_conv2d_ws(C, H, W, 3));
+    float *yN = fnew(N * OC * HW), *y1 = fnew(OC * HW);
+    dacl_conv2d_forward(yN, x, w, b, N, C, H, W, OC, 3, ws);
+    for (int n = 0; n < N; n++) {
+        dacl_conv2d_forward(y1, x + n * C * HW, w, b, 1, C, H, W, OC, 3, ws);
+        assert_memory_equal(y1, yN + n * OC * HW, OC * HW * sizeof(float));
+    }
+    free(x), free(w), free(b), free(ws), free(yN), free(y1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_direct_matches_im2col),
+                                       cmocka_unit_test(test_dispatch_batch)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
