@@ -37,7 +37,7 @@ JOB=${JOB:-'{"name": "serve-load", "dataset": {"path": "phantom:cardiac", "label
   "patch": [64, 64], "val_every": 1000000, "checkpoint_every": 1000000, "threads": 2}}'}
 BATCH=$(printf '%s' "$JOB" | grep -o '"batch": *[0-9]*' | grep -o '[0-9]*$')
 
-W=$(mktemp -d /tmp/dacl-load-XXXXXX)
+W=$(mktemp -d /tmp/dacl-serve-load-XXXXXX)
 PID=
 cleanup() {
   [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
