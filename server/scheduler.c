@@ -8,6 +8,7 @@
 #include "scheduler.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -303,6 +304,23 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+/* A daemon killed while writing a checkpoint leaves its temporary file
+ * (checkpoint-last.bin.XXXXXX, as big as a checkpoint) in the job's folder;
+ * no one else writes there while the job runs, so they go before it resumes. */
+static void remove_stale_temporaries(long job, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *dot = strstr(e->d_name, ".bin.");
+        if (strncmp(e->d_name, "checkpoint-", 11) || !dot || strlen(dot) != 5 + 6) continue;
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) fprintf(stderr, "dacld: job %ld: removed %s, left by a crash\n", job, e->d_name);
+    }
+    closedir(d);
+}
+
 /* Trains job `id` (already marked running by the claim) to its end. */
 static void run_job(Worker *w, long id) {
     Scheduler *sc = w->sc;
@@ -345,6 +363,7 @@ static void run_job(Worker *w, long id) {
     DaclTrainer *t = NULL;
     char ck[PATH_MAX + 32];
     snprintf(ck, sizeof ck, "%s/checkpoint-last.bin", j.work_dir);
+    remove_stale_temporaries(id, j.work_dir);
     int rc = dacl_trainer_create(&t, &cfg, s->cfg.data_root, j.work_dir);
     /* a checkpoint means the job ran before (a crash or a shutdown): continue it */
     if (rc == DACL_OK && file_exists(ck)) rc = dacl_trainer_resume(t, ck);
