@@ -41,6 +41,29 @@ static void add_raw_json(cJSON *o, const char *key, const char *text) {
     cJSON_AddItemToObject(o, key, v ? v : cJSON_CreateNull());
 }
 
+/* What a job list shows of the config: "method" and "dataset" {path, labeled}. */
+static void add_summary(cJSON *o, const char *config) {
+    cJSON *c = config ? cJSON_Parse(config) : NULL;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "method"), "name");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "dataset");
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(d, "path");
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(d, "labeled");
+    if (cJSON_IsString(m))
+        cJSON_AddStringToObject(o, "method", m->valuestring);
+    else
+        cJSON_AddNullToObject(o, "method");
+    cJSON *ds = cJSON_AddObjectToObject(o, "dataset");
+    if (cJSON_IsString(path))
+        cJSON_AddStringToObject(ds, "path", path->valuestring);
+    else
+        cJSON_AddNullToObject(ds, "path");
+    if (cJSON_IsNumber(lab))
+        cJSON_AddNumberToObject(ds, "labeled", lab->valuedouble);
+    else
+        cJSON_AddNullToObject(ds, "labeled");
+    cJSON_Delete(c);
+}
+
 /* The job as the API shows it; full adds the config. Progress of a running
  * job comes from the scheduler's snapshot, which is fresher than the store. */
 static cJSON *job_json(Server *s, const StoreJob *j, int full) {
@@ -49,6 +72,7 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
     cJSON_AddStringToObject(o, "name", j->name ? j->name : "");
     cJSON_AddStringToObject(o, "status", store_status_name(j->status));
     cJSON_AddNumberToObject(o, "priority", j->priority);
+    add_summary(o, j->config);
     add_time(o, "submitted_at", j->submitted_ms);
     add_time(o, "started_at", j->started_ms);
     add_time(o, "finished_at", j->finished_ms);

@@ -5,16 +5,6 @@ import { el, clear, fmtDuration, fmtTime, elapsed, fmtDice, statusBadge, progres
 
 const POLL_MS = 2000;
 
-// A job's config never changes: read once per job (the list leaves it out).
-const configs = new Map();
-async function withConfigs(jobs) {
-  const need = jobs.filter((j) => !configs.has(j.id));
-  for (let i = 0; i < need.length; i += 6) // a few at a time: the daemon has a small thread pool
-    await Promise.all(need.slice(i, i + 6).map((j) => api(`/jobs/${j.id}`).then((d) => configs.set(j.id, d.config)).catch(() => {})));
-  for (const j of jobs) j.config = j.config || configs.get(j.id);
-  return jobs;
-}
-
 export function jobsView(root, { navigate, query }) {
   const status = STATUSES.includes(query.get('status')) ? query.get('status') : '';
   const picked = new Set();
@@ -73,8 +63,8 @@ export function jobsView(root, { navigate, query }) {
   }
 
   function row(j) {
-    const cfg = j.config || {};
-    const method = cfg.method?.name ?? '–', dataset = cfg.dataset?.path ?? '–';
+    const method = j.method ?? '–';
+    const dataset = j.dataset?.path ? `${j.dataset.path}${j.dataset.labeled != null ? ` · ${j.dataset.labeled} labeled` : ''}` : '–';
     const pick = el('input', { type: 'checkbox', 'aria-label': `Compare job ${j.id}`, checked: picked.has(j.id),
       onchange: (e) => { e.target.checked ? picked.add(j.id) : picked.delete(j.id); updateCompare(); } });
     const actions = el('div', { class: 'actions' },
@@ -100,7 +90,6 @@ export function jobsView(root, { navigate, query }) {
     clearTimeout(timer);
     try {
       const data = await api(`/jobs?limit=200${status ? `&status=${status}` : ''}`);
-      await withConfigs(data.jobs);
       if (stopped) return;
       const focused = document.activeElement?.closest('tr')?.dataset.job;
       const focusIdx = focused ? [...(document.activeElement.closest('tr').querySelectorAll('a,button,input'))]

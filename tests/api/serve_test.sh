@@ -230,6 +230,9 @@ req GET "/api/v1/jobs/$high" >/dev/null
 check "priority 5 is first in the queue" test "$(num queue_position)" = 0
 req GET "/api/v1/jobs/$low" >/dev/null
 check "priority 0 is second" test "$(num queue_position)" = 1
+req GET "/api/v1/jobs?status=queued" >/dev/null
+check "the list shows each job's method and dataset" \
+  grep -q '"method":"[a-z]*","dataset":{"path":"[^"]*","labeled":[0-9]*}' "$W/body"
 code=$(req POST "/api/v1/jobs/$hold/cancel" "${AUTH[@]}")
 check "cancel of a running job: 202" test "$code" = 202
 check "it stops as canceled" wait_status "$hold" canceled 20
