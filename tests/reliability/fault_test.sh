@@ -6,7 +6,8 @@
 #   storage  ENOSPC, then EROFS, while checkpoints are written: the job fails
 #            naming the cause, the previous checkpoint still reads back, the
 #            daemon stays up
-#   db       ENOSPC on the database while metric batches are written, then
+#   db       ENOSPC, then EROFS (DB_ERRNOS picks), on the database while
+#            metric batches are written, then
 #            the database locked by another process (sqlite3 BEGIN EXCLUSIVE):
 #            the job shows a warning and waits at its next checkpoint,
 #            submissions get 503 with Retry-After, reads keep working; after
@@ -117,27 +118,36 @@ storage() {
 
 # ----------------------------------------------------------------- db --
 db() {
-  echo "== db: ENOSPC on the database during metric batches, then a lock held by another process"
-  local trig=$W/trigger-db id w code t0 t1
-  DAEMON_ENV=(LD_PRELOAD="$SHIM" FAULTFS_PATTERN="$W/var/dacld.db*" FAULTFS_ERRNO=ENOSPC FAULTFS_TRIGGER="$trig")
+  echo "== db: ENOSPC, then EROFS, on the database during metric batches; then a lock held by another process"
+  local trig=$W/trigger-db id w code t0 t1 e why
+  for e in ${DB_ERRNOS:-ENOSPC EROFS}; do
+    DAEMON_ENV=(LD_PRELOAD="$SHIM" FAULTFS_PATTERN="$W/var/dacld.db*" FAULTFS_ERRNO=$e FAULTFS_TRIGGER="$trig")
+    start_daemon "$W/log-db-$e" || return
+    submit "$(job_json "db-$e" 60 10 100000)" >/dev/null
+    id=$(num id)
+    check "$e: the job runs" wait_iteration "$id" 15 120
+    touch "$trig"
+    w=$(wait_warning "$id" 20)
+    echo "$e: the job says: $w"
+    why='full'
+    [ "$e" = EROFS ] && why='I/O error'
+    check "$e: the running job warns that its metrics are not saved" sh -c "echo '$w' | grep -q 'not saved yet.*$why'"
+    code=$(req POST /api/v1/jobs -D "$W/headers" --data-binary "$(job_json refused 10)")
+    echo "$e: a submission answered $code: $(head -c 300 "$W/body")"
+    check "$e: a submission gets 503 'unavailable' with Retry-After ($code)" \
+      sh -c "[ $code = 503 ] && grep -q '\"code\":\"unavailable\"' '$W/body' && grep -qi '^Retry-After: 5' '$W/headers'"
+    check "$e: reads still answer" test "$(req GET /api/v1/jobs)" = 200
+    check "$e: the job waits at its next checkpoint until its metrics are saved" \
+      wait_log "$W/log-db-$e" "job $id: waiting for the database before the checkpoint" 60
+    rm -f "$trig"
+    check "$e: once the disk is back the job succeeds" test "$(wait_final "$id" 120)" = succeeded
+    check "$e: every step 1..60 exactly once" steps_once "$id" 60
+    check "$e: the warning is gone" test -z "$(warning_of "$id")"
+    stop_daemon
+    check "$e: a clean stop" test $? = 0
+  done
+  DAEMON_ENV=(LD_PRELOAD="$SHIM")
   start_daemon "$W/log-db" || return
-  submit "$(job_json dbfull 60 10 100000)" >/dev/null
-  id=$(num id)
-  check "ENOSPC: the job runs" wait_iteration "$id" 15 120
-  touch "$trig"
-  w=$(wait_warning "$id" 20)
-  echo "ENOSPC: the job says: $w"
-  check "ENOSPC: the running job warns that its metrics are not saved" sh -c "echo '$w' | grep -q 'not saved yet.*full'"
-  code=$(req POST /api/v1/jobs -D "$W/headers" --data-binary "$(job_json refused 10)")
-  check "ENOSPC: a submission gets 503 'unavailable' with Retry-After ($code)" \
-    sh -c "[ $code = 503 ] && grep -q '\"code\":\"unavailable\"' '$W/body' && grep -qi '^Retry-After: 5' '$W/headers'"
-  check "ENOSPC: reads still answer" test "$(req GET /api/v1/jobs)" = 200
-  check "ENOSPC: the job waits at its next checkpoint until its metrics are saved" \
-    wait_log "$W/log-db" "job $id: waiting for the database before the checkpoint" 60
-  rm -f "$trig"
-  check "ENOSPC: once space is back the job succeeds" test "$(wait_final "$id" 120)" = succeeded
-  check "ENOSPC: every step 1..60 exactly once" steps_once "$id" 60
-  check "ENOSPC: the warning is gone" test -z "$(warning_of "$id")"
 
   echo "-- the database locked by another process"
   submit "$(job_json locked 60 10 100000)" >/dev/null
