@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian 12 machine: install what dacld needs, build
 # it, start the daemon (`dacld serve`) in the background, submit a small
-# default job over HTTP (CPS co-training on the built-in cardiac phantom, 2
+# default job over HTTP (DACL co-training on the built-in cardiac phantom, 2
 # labeled cases, 1000 iterations at 64x64, about 2-3 minutes on 2 cores) and
 # print where to watch it.
 #   bash quickstart.sh [JOB.json]     (default deploy/jobs/quickstart.json)
