@@ -96,14 +96,35 @@ static void add_bias(float *y, const float *b, size_t HW, int W, int OC, int h0,
     }
 }
 
+/* Sums in 16 float lanes, so the compiler vectorises them (one running sum
+ * is a chain of dependent adds, and was a twentieth of a training step). */
+#define LANES 16
+
+static float lane_sum(const float *x, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+    for (; i < n; i++) acc[0] += x[i];
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+static float lane_sumsq_centered(const float *x, int n, float mu) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += (x[i + l] - mu) * (x[i + l] - mu);
+    for (; i < n; i++) acc[0] += (x[i] - mu) * (x[i] - mu);
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
 /* db[oc] += sum of dy[oc, :] */
 static void bias_grad(float *db, const float *dy, int OC, int HW) {
-    for (int oc = 0; oc < OC; oc++) {
-        const float *d = dy + (size_t)oc * HW;
-        float s = 0.0f;
-        for (int i = 0; i < HW; i++) s += d[i];
-        db[oc] += s;
-    }
+    for (int oc = 0; oc < OC; oc++) db[oc] += lane_sum(dy + (size_t)oc * HW, HW);
 }
 
 /* Per output row and channel: the row's mean and sum of squared deviations,
@@ -113,13 +134,10 @@ static void row_stats(float *stats, const float *y, int H, int W, int OC, int h0
     for (int oc = 0; oc < OC; oc++) {
         for (int h = h0; h < h1; h++) {
             const float *r = y + oc * HW + (size_t)h * W;
-            float s = 0.0f;
-            for (int i = 0; i < W; i++) s += r[i];
-            float mu = s / (float)W, q = 0.0f;
-            for (int i = 0; i < W; i++) q += (r[i] - mu) * (r[i] - mu);
+            float mu = lane_sum(r, W) / (float)W;
             float *st = stats + ((size_t)oc * H + h) * 2;
             st[0] = mu;
-            st[1] = q;
+            st[1] = lane_sumsq_centered(r, W, mu);
         }
     }
 }
