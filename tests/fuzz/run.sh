@@ -91,6 +91,7 @@ for t in "${targets[@]}"; do
     find "$scratch" -type f -name 'input*' -exec sh -c 'cp "$1" "$2/last-input-$(date +%s)-$(basename "$1")"' _ {} "$art" \;
   fi
   if [ "$t" = h5 ]; then # crashes were skipped, not fatal: judge each one saved by this run
+    rc=0 # -fork exits non-zero when it skipped any; the triage decides
     n_lib=0
     while IFS= read -r -d '' a; do
       if [ "$(triage "$bin" "$asan" "$a")" = ours ]; then
@@ -109,7 +110,7 @@ for t in "${targets[@]}"; do
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if [ -z "$execs" ]; then # -fork mode prints "#N: cov: ... exec/s: R oom/timeout/crash: a/b/c ..."
     execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -1 | tr -dc 0-9 || true)
-    rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -1 | tr -dc 0-9 || true)
+    rate=$(grep -oE '^#[0-9]+: .*exec/s [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$' || true)
     otc=$(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1 | cut -d' ' -f2 || true)
     if [ -n "$otc" ]; then echo "fuzz_$t: oom/timeout/crash inputs skipped: $otc (in $art)"; fi
   fi
