@@ -4,7 +4,10 @@
  * CPU time (robust on a shared machine), and the worst relative difference
  * between the two paths' outputs.
  *
- *   conv-bench [--patch 256] [--reps 5] */
+ *   conv-bench [--patch 256] [--reps 5] [--misalign K]
+ *
+ * Buffers start on a 64-byte boundary, as the U-Net's blocks do; --misalign 4
+ * shifts them by 16 bytes, where glibc's malloc puts large blocks. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,9 +24,18 @@ static double cpu_now(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-static float *frand(DaclRng *r, size_t n) {
-    float *v = malloc(n * sizeof(float));
-    if (!v) exit(1);
+/* n floats starting `off` floats past a 64-byte boundary (malloc's large
+ * blocks sit 16 bytes past a page: off = 4); ffree with the same off */
+static float *falloc(size_t n, int off) {
+    char *p = aligned_alloc(64, ((n + 16) * sizeof(float) + 63) / 64 * 64);
+    if (!p) exit(1);
+    return (float *)p + off;
+}
+
+static void ffree(float *v, int off) { free(v - off); }
+
+static float *frand(DaclRng *r, size_t n, int off) {
+    float *v = falloc(n, off);
     for (size_t i = 0; i < n; i++) v[i] = 2.0f * dacl_rng_uniform(r) - 1.0f;
     return v;
 }
@@ -36,10 +48,11 @@ static double max_rel(const float *a, const float *b, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    int patch = 256, reps = 5;
+    int patch = 256, reps = 5, misalign = 0;
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--patch")) patch = atoi(argv[i + 1]);
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--misalign")) misalign = atoi(argv[i + 1]);
     }
     openblas_set_num_threads(1);
     if (!dacl_conv3x3_direct_available()) {
@@ -58,12 +71,13 @@ int main(int argc, char **argv) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int C = shapes[s][0], OC = shapes[s][1], H = patch >> shapes[s][2], W = H;
         size_t HW = (size_t)H * W;
-        float *x = frand(&rng, C * HW), *w = frand(&rng, (size_t)OC * C * 9), *b = frand(&rng, OC);
-        float *dy = frand(&rng, OC * HW);
-        float *y1 = malloc(OC * HW * 4), *y2 = malloc(OC * HW * 4);
-        float *dx1 = malloc(C * HW * 4), *dx2 = malloc(C * HW * 4);
-        float *dw1 = calloc((size_t)OC * C * 9, 4), *dw2 = calloc((size_t)OC * C * 9, 4);
-        float *ws = malloc(dacl_conv2d_ws(C, H, W, 3) * sizeof(float));
+        const int m = misalign;
+        float *x = frand(&rng, C * HW, m), *w = frand(&rng, (size_t)OC * C * 9, m);
+        float *b = frand(&rng, OC, m), *dy = frand(&rng, OC * HW, m);
+        float *y1 = falloc(OC * HW, m), *y2 = falloc(OC * HW, m);
+        float *dx1 = falloc(C * HW, m), *dx2 = falloc(C * HW, m);
+        float *dw1 = falloc((size_t)OC * C * 9, m), *dw2 = falloc((size_t)OC * C * 9, m);
+        float *ws = falloc(dacl_conv2d_ws(C, H, W, 3), m);
         if (!y1 || !y2 || !dx1 || !dx2 || !dw1 || !dw2 || !ws) return 1;
         double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
         for (int r = 0; r < reps; r++) {
@@ -91,8 +105,8 @@ int main(int argc, char **argv) {
         printf("%5d %5d %5d | %8.1f %9.1f | %8.1f %9.1f %6.1f | %9.2e %9.2e %9.2e\n", C, OC, H,
                gf / best[0], gf / best[1], 2 * gf / best[2], 2 * gf / best[3], gf / best[4], max_rel(y1, y2, OC * HW),
                max_rel(dx1, dx2, C * HW), max_rel(dw1, dw2, (size_t)OC * C * 9));
-        free(x), free(w), free(b), free(dy), free(y1), free(y2), free(dx1), free(dx2), free(dw1),
-            free(dw2), free(ws);
+        float *bufs[] = {x, w, b, dy, y1, y2, dx1, dx2, dw1, dw2, ws};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ffree(bufs[i], m);
     }
     return 0;
 }
