@@ -1,16 +1,22 @@
 /* What a job's model does: segment an uploaded volume (predict) and render
  * a validation case as image | ground truth | prediction (samples).
  *
- * Both run inference on the HTTP thread: seconds of CPU, never a wait for
- * training. One at a time per daemon (others get 503 and Retry-After), so a
+ * Both run inference for the HTTP thread: seconds of CPU, never a wait for
+ * training; predict in a child process, since it parses an uploaded file. One at a time per daemon (others get 503 and Retry-After), so a
  * burst of them cannot take every HTTP thread or starve the workers. The
  * model is the job's best checkpoint, else its last one. */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -69,28 +75,84 @@ static int write_file(const char *path, const void *p, size_t n) {
     return ok ? DACL_OK : DACL_FAIL(DACL_EIO, "%s: cannot write", path);
 }
 
-/* Runs the model of checkpoint ckpt on the volume at in, writes the labels to out. */
-static int segment(const char *ckpt, const char *in, const char *out, int *bad_input) {
-    DaclVolume img = {0};
-    DaclLabelVolume pred = {0};
-    CliModel cm = {0};
-    DaclIntensity inten;
-    int rc = dacl_volume_load(in, &img);
-    *bad_input = rc != DACL_OK;
-    if (rc == DACL_OK) rc = cli_model_open(ckpt, img.nz < 4 ? img.nz : 4, 1, &cm);
-    if (rc == DACL_OK) rc = dacl_model_meta_intensity(cm.meta, ckpt, &inten);
-    if (rc == DACL_OK) rc = dacl_infer_volume(cm.model, &img, &inten, &pred);
-    if (rc == DACL_OK) rc = dacl_label_write(out, &pred, &img);
-    cli_model_close(&cm);
-    dacl_volume_free(&img);
-    dacl_label_free(&pred);
-    return rc;
+#define PREDICT_TIMEOUT_S 600
+
+/* The last line the child wrote to its stderr file, as the error message. */
+static void child_message(const char *err_path, char *msg, size_t n) {
+    snprintf(msg, n, "the prediction failed");
+    FILE *f = fopen(err_path, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        const char *m = strncmp(line, "dacld predict: ", 15) ? line : line + 15;
+        if (*m) snprintf(msg, n, "%s", m);
+    }
+    fclose(f);
+}
+
+/* Runs `dacld predict` on the upload in a child process: the readers parse
+ * a file from the network, and a malformed HDF5 file can crash libhdf5
+ * itself (tests/fuzz found dozens of ways), which must not take the daemon
+ * and its training jobs with it. *bad_input: the upload is at fault (status
+ * 4, or the reader died). */
+static int segment(const char *ckpt, const char *in, const char *out, const char *err_path, int *bad_input) {
+    *bad_input = 0;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return DACL_FAIL(DACL_EIO, "cannot find the dacld binary: %s", strerror(errno));
+    exe[len] = '\0';
+    char *argv[] = {exe, "predict", "--checkpoint", (char *)ckpt, (char *)in, (char *)out, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigfillset(&dfl);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    extern char **environ;
+    int err = posix_spawn(&pid, exe, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (err) return DACL_FAIL(DACL_EIO, "cannot start %s predict: %s", exe, strerror(err));
+    int status = 0;
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    for (long waited = 0;; waited += 20) { /* bounded: a reader that hangs is killed */
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) return DACL_FAIL(DACL_EIO, "predict: waitpid: %s", strerror(errno));
+        if (waited > PREDICT_TIMEOUT_S * 1000L) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            *bad_input = 1;
+            return DACL_FAIL(DACL_EINVAL, "the volume took more than %d s to read and segment; stopped",
+                             PREDICT_TIMEOUT_S);
+        }
+        nanosleep(&tick, NULL);
+    }
+    char msg[1024];
+    child_message(err_path, msg, sizeof msg);
+    if (WIFSIGNALED(status)) {
+        *bad_input = 1;
+        return DACL_FAIL(DACL_EFORMAT, "the file could not be read: its reader died (signal %d); is it a "
+                                       "well-formed NIfTI, HDF5 or PNG file?", WTERMSIG(status));
+    }
+    if (WEXITSTATUS(status) == 0) return DACL_OK;
+    *bad_input = WEXITSTATUS(status) == 4;
+    return DACL_FAIL(*bad_input ? DACL_EFORMAT : DACL_EIO, "%s", msg);
 }
 
 void api_job_predict(Server *s, Request *r) {
     StoreJob j;
     if (!api_load_job(s, r, &j)) return;
-    char ckpt[PATH_MAX + 32], dir[PATH_MAX + 32], in[PATH_MAX + 64], out[PATH_MAX + 64];
+    char ckpt[PATH_MAX + 32], dir[PATH_MAX + 32], in[PATH_MAX + 64], out[PATH_MAX + 64], err[PATH_MAX + 64];
     size_t n;
     const unsigned char *body = (const unsigned char *)http_body(r, &n);
     const Format *f = sniff(body, n);
@@ -110,9 +172,10 @@ void api_job_predict(Server *s, Request *r) {
     }
     snprintf(in, sizeof in, "%s/in.%s", dir, f->ext);
     snprintf(out, sizeof out, "%s/prediction.%s", dir, f->ext);
+    snprintf(err, sizeof err, "%s/stderr.txt", dir);
     int bad_input = 0;
     int rc = write_file(in, body, n);
-    if (rc == DACL_OK) rc = segment(ckpt, in, out, &bad_input);
+    if (rc == DACL_OK) rc = segment(ckpt, in, out, err, &bad_input);
     busy_leave(s);
     if (rc == DACL_OK)
         http_file(r, out, f->type, strrchr(out, '/') + 1); /* the open fd outlives the unlink below */
@@ -122,6 +185,7 @@ void api_job_predict(Server *s, Request *r) {
         http_internal(r);
     unlink(in);
     unlink(out);
+    unlink(err);
     rmdir(dir);
 done:
     store_job_clear(&j);

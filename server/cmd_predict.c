@@ -23,7 +23,7 @@ static void predict_usage(FILE *f) {
             "                     intensity then per-volume min-max)\n"
             "  --threads T        threads for the network (default 1)\n"
             "\n"
-            "Exit status: 0 done, 1 failed, 2 bad usage.\n");
+            "Exit status: 0 done, 1 failed, 2 bad usage, 4 IN could not be read.\n");
 }
 
 /* A training checkpoint starts "DACLCKPT" (core/train/checkpoint.c); a model
@@ -120,6 +120,7 @@ int cmd_predict(int argc, char **argv) {
     CliModel cm = {0};
     DaclIntensity in;
     int rc = dacl_volume_load(pos[0], &img);
+    int unreadable = rc != DACL_OK; /* status 4: the daemon tells a bad upload from its own failure */
     /* a batch per thread: the team splits a batch by image */
     int batch = (int)threads < img.nz ? (int)threads : img.nz;
     if (rc == DACL_OK) rc = cli_model_open(ckpt, batch, (int)threads, &cm);
@@ -136,5 +137,5 @@ int cmd_predict(int argc, char **argv) {
     cli_model_close(&cm);
     dacl_volume_free(&img);
     dacl_label_free(&pred);
-    return rc ? 1 : 0;
+    return rc ? (unreadable ? 4 : 1) : 0;
 }

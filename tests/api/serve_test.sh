@@ -127,6 +127,11 @@ check "predict on a phantom volume gives a NIfTI label map that scores against i
   sh -c "[ $code = 200 ] && '$DACLD' metrics --pred '$W/pred.nii.gz' --gt '${img%/images/*}/labels/${img##*/}' --json | grep -q dice"
 code=$(req POST "/api/v1/jobs/$id/predict" "${AUTH[@]}" --data-binary 'not a volume')
 check "predict on text: 415" test "$code" = 415 && is_error unsupported_format null
+# a damaged HDF5 upload is read in a child process: 400 naming the problem, the daemon stays up
+{ printf '\211HDF\r\n\032\n'; head -c 3000 /dev/urandom; } >"$W/bad.h5"
+code=$(req POST "/api/v1/jobs/$id/predict" "${AUTH[@]}" --data-binary @"$W/bad.h5")
+check "predict on a damaged HDF5 file: 400 invalid_volume" test "$code" = 400 && is_error invalid_volume null
+check "the daemon is up after the damaged upload" curl -sf --max-time 5 "$BASE/healthz" -o /dev/null
 code=$(curl -s --max-time 60 -o "$W/sample.png" -w '%{http_code}' "$BASE/api/v1/jobs/$id/samples/0.png")
 check "samples/0.png is a PNG" sh -c "[ $code = 200 ] && head -c 4 '$W/sample.png' | grep -q PNG"
 code=$(req GET "/api/v1/jobs/$id/samples/99.png")
