@@ -41,9 +41,9 @@ static void add_raw_json(cJSON *o, const char *key, const char *text) {
     cJSON_AddItemToObject(o, key, v ? v : cJSON_CreateNull());
 }
 
-/* What a job list shows of the config: "method" and "dataset" {path, labeled}. */
-static void add_summary(cJSON *o, const char *config) {
-    cJSON *c = config ? cJSON_Parse(config) : NULL;
+/* What a job list shows of the config c (parsed; may be NULL): "method" and
+ * "dataset" {path, labeled}. */
+static void add_summary(cJSON *o, const cJSON *c) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "method"), "name");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "dataset");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(d, "path");
@@ -61,7 +61,6 @@ static void add_summary(cJSON *o, const char *config) {
         cJSON_AddNumberToObject(ds, "labeled", lab->valuedouble);
     else
         cJSON_AddNullToObject(ds, "labeled");
-    cJSON_Delete(c);
 }
 
 /* The job as the API shows it; full adds the config. Progress of a running
@@ -72,7 +71,8 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
     cJSON_AddStringToObject(o, "name", j->name ? j->name : "");
     cJSON_AddStringToObject(o, "status", store_status_name(j->status));
     cJSON_AddNumberToObject(o, "priority", j->priority);
-    add_summary(o, j->config);
+    cJSON *config = j->config ? cJSON_Parse(j->config) : NULL; /* parsed once for both uses */
+    add_summary(o, config);
     add_time(o, "submitted_at", j->submitted_ms);
     add_time(o, "started_at", j->started_ms);
     add_time(o, "finished_at", j->finished_ms);
@@ -107,7 +107,10 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
         cJSON_AddNullToObject(o, "warning");
     add_raw_json(o, "latest", j->latest);
     add_raw_json(o, "best", j->best);
-    if (full) add_raw_json(o, "config", j->config);
+    if (full)
+        cJSON_AddItemToObject(o, "config", config ? config : cJSON_CreateNull());
+    else
+        cJSON_Delete(config);
     return o;
 }
 
