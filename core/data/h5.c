@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dacl/error.h"
@@ -79,6 +80,10 @@ static int h5_open_var(hid_t f, const char *path, const char *name, H5Var *v) {
                        name, (int)v->cls);
         goto done;
     }
+    if (v->size == 0 || v->size > 16) { /* a corrupt type message; 0 would pass the size check below */
+        rc = DACL_FAIL(DACL_EFORMAT, "%s: dataset '%s' has %zu-byte elements", path, name, v->size);
+        goto done;
+    }
     int nd = H5Sget_simple_extent_ndims(ids[1]);
     hsize_t d[H5S_MAX_RANK];
     if (nd < 2 || nd > 3 || H5Sget_simple_extent_dims(ids[1], d, NULL) != nd) {
@@ -93,9 +98,13 @@ static int h5_open_var(hid_t f, const char *path, const char *name, H5Var *v) {
     /* A few kilobytes of header may declare gigabytes, which we (and libhdf5's type conversion)
      * would allocate before finding out the data is not there: what a dataset declares must be
      * stored in the file, or compressible into what is (deflate tops out near 1032:1). The slack
-     * lets small datasets that are all fill value through. */
+     * lets small datasets that are all fill value through. What the header says is stored is
+     * itself a claim: libhdf5 reads past the end of a file as zeros, so a contiguous dataset can
+     * "store" megabytes in a file of a few kilobytes. Nothing stores more than the file holds. */
     double declared = (double)v->dims[0] * (double)v->dims[1] * (double)v->dims[2] * (double)v->size;
     double stored = (double)H5Dget_storage_size(v->ds);
+    struct stat st;
+    if (stat(path, &st) == 0 && (double)st.st_size < stored) stored = (double)st.st_size;
     if (declared > H5_MAX_RATIO * stored + H5_SLACK_BYTES)
         rc = DACL_FAIL(DACL_EFORMAT,
                        "%s: dataset '%s' declares %.0f bytes of data but the file stores %.0f for it",
