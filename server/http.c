@@ -12,12 +12,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "api.h"
 #include "dacl/error.h"
@@ -267,6 +270,107 @@ void http_bytes(Request *r, unsigned status, const char *type, char *buf, size_t
     if (!resp) free(buf);
     if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     http_respond(r, status, resp);
+}
+
+struct HttpShared {
+    atomic_int refs;
+    size_t n;
+    char *data;
+};
+
+HttpShared *http_shared_new(char *buf, size_t n) {
+    HttpShared *b = buf ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        free(buf);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->n = n;
+    b->data = buf;
+    return b;
+}
+
+HttpShared *http_shared_ref(HttpShared *b) {
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+void http_shared_unref(HttpShared *b) {
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+    free(b->data);
+    free(b);
+}
+
+const char *http_shared_data(const HttpShared *b, size_t *n) {
+    *n = b->n;
+    return b->data;
+}
+
+static void shared_release(void *cls) { http_shared_unref(cls); }
+
+void http_shared(Request *r, unsigned status, const char *type, int gz, HttpShared *b) {
+    http_shared_ref(b);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(b->n, b->data, shared_release, b);
+    if (!resp) {
+        http_shared_unref(b);
+    } else {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+        if (gz) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+    }
+    http_respond(r, status, resp);
+}
+
+/* Accept-Encoding: a list of tokens, each with an optional ;q=weight; gzip (or *, or the old
+ * x-gzip) is taken unless its weight is 0. */
+int http_accepts_gzip(const Request *r) {
+    const char *h = http_header(r, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    while (h && *h) {
+        h += strspn(h, " \t,");
+        size_t tok = strcspn(h, " \t;,");
+        int named = (tok == 4 && !strncasecmp(h, "gzip", 4)) || (tok == 6 && !strncasecmp(h, "x-gzip", 6)) ||
+                    (tok == 1 && h[0] == '*');
+        const char *end = h + strcspn(h, ",");
+        const char *q = h + tok;
+        double weight = 1;
+        for (; q < end; q++) { /* ;q= among the parameters */
+            if ((*q == 'q' || *q == 'Q') && q[1] == '=' && (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
+                weight = strtod(q + 2, NULL);
+                break;
+            }
+        }
+        if (named && weight > 0) return 1;
+        h = end;
+    }
+    return 0;
+}
+
+int http_gzip(const char *buf, size_t n, char **out, size_t *out_n) {
+    z_stream z = {0};
+    *out = NULL;
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    uLong cap = deflateBound(&z, (uLong)n);
+    char *dst = malloc(cap);
+    int rc = DACL_OK;
+    if (!dst) {
+        rc = DACL_FAIL(DACL_ENOMEM, "out of memory");
+    } else {
+        z.next_in = (Bytef *)(uintptr_t)buf;
+        z.avail_in = (uInt)n;
+        z.next_out = (Bytef *)dst;
+        z.avail_out = (uInt)cap;
+        if (n > UINT32_MAX || deflate(&z, Z_FINISH) != Z_STREAM_END) {
+            rc = DACL_FAIL(DACL_EINVAL, "cannot compress %zu bytes", n);
+            free(dst);
+        } else {
+            *out = dst;
+            *out_n = z.total_out;
+        }
+    }
+    deflateEnd(&z);
+    return rc;
 }
 
 void http_json(Request *r, unsigned status, cJSON *body) {

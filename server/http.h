@@ -94,6 +94,19 @@ void http_error(Request *r, unsigned status, const char *code, const char *field
 /* 500 with the engine's last error message (an invariant of ours failed). */
 void http_internal(Request *r);
 void http_bytes(Request *r, unsigned status, const char *type, char *buf, size_t n); /* takes buf */
+/* An immutable body shared by the answers that send it (a cached /metrics
+ * answer): counted references, freed with the last. */
+typedef struct HttpShared HttpShared;
+HttpShared *http_shared_new(char *buf, size_t n); /* takes buf (freed on failure); NULL: out of memory */
+HttpShared *http_shared_ref(HttpShared *b);
+void http_shared_unref(HttpShared *b); /* NULL is fine */
+const char *http_shared_data(const HttpShared *b, size_t *n);
+/* Answers with b (no copy), Content-Encoding: gzip when gz; adds Vary: Accept-Encoding. */
+void http_shared(Request *r, unsigned status, const char *type, int gz, HttpShared *b);
+/* Whether the client takes a gzip body (Accept-Encoding names gzip or *, without q=0). */
+int http_accepts_gzip(const Request *r);
+/* buf as a gzip stream (fastest level: numbers in JSON shrink about 3-4 times even so). */
+int http_gzip(const char *buf, size_t n, char **out, size_t *out_n);
 /* A file streamed from disk; 404 when it does not exist. download_name (may
  * be NULL: shown inline) makes it an attachment of that name. */
 void http_file(Request *r, const char *path, const char *type, const char *download_name);

@@ -22,11 +22,14 @@
 # series before the windows, as if it were late in a long run: they are written
 # into its database with sqlite3 at steps 1000001.. (beyond any step it trains
 # in the windows), so each /metrics answer folds N + its own points, as the
-# dashboard's would on a long job. Builds nothing.
+# dashboard's would on a long job. ENCODING (default "gzip, deflate, br", what
+# the browser showing the dashboard sends; "" for none) is the requests'
+# Accept-Encoding. Builds nothing.
 set -euo pipefail
 DACLD=$(realpath "${1:?usage: serve_load.sh path/to/dacld [SECONDS] [RATE] [CONNECTIONS]}")
 SECS=${2:-30}
 HISTORY=${HISTORY:-30000}
+ENCODING=${ENCODING-gzip, deflate, br}
 RATE=${3:-500}
 CONNS=${4:-25}
 command -v wrk >/dev/null || { echo "serve_load: wrk is missing (deploy/install-deps.sh --bench)" >&2; exit 2; }
@@ -115,9 +118,11 @@ cat >"$W/load.lua" <<EOF
 local paths = {}
 local n = 0
 init = function(args) paths = args end
+local headers = {}
+if "$ENCODING" ~= "" then headers["Accept-Encoding"] = "$ENCODING" end
 request = function()
   n = n + 1
-  return wrk.format("GET", paths[n % #paths + 1])
+  return wrk.format("GET", paths[n % #paths + 1], headers)
 end
 delay = function() return $DELAY_MS end
 done = function(s, latency, requests)
@@ -167,7 +172,7 @@ read -r creqs cdur _ _ _ _ _ cp50 cp99 cpmax < <(grep '^WRK ' "$W/wrk-control.ou
 errors=$((econn + eread + ewrite + estatus + etimeout))
 
 echo "serve_load: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, job batch $BATCH, windows of ${SECS} s, history $HISTORY steps"
-echo "load: wrk -t1 -c$CONNS, ${DELAY_MS} ms between a connection's requests (offered ${RATE} req/s)"
+echo "load: wrk -t1 -c$CONNS, ${DELAY_MS} ms between a connection's requests (offered ${RATE} req/s), Accept-Encoding: ${ENCODING:-none}"
 awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d }'
 echo "  latency     p50 ${p50} ms   p99 ${p99} ms   max ${pmax} ms"
 awk -v r="$creqs" -v d="$cdur" -v a="$cp50" -v b="$cp99" -v c="$cpmax" \
