@@ -170,6 +170,7 @@ typedef struct {
     int status;
     char key[192];
     HttpShared *json, *gz; /* gz: NULL until a client asks for it */
+    int gz_pending;        /* a request is compressing json, after its own answer */
     unsigned long used;
 } CacheSlot;
 
@@ -269,13 +270,31 @@ static HttpShared *cache_get(MetricsCache *c, const StoreJob *j, const char *key
     return out;
 }
 
-/* Keeps gz as the compressed form of json, if json is still cached. */
+/* Whether the caller is to compress json for the cache (then nobody else is
+ * told to until cache_put_gz): 0 when it is not cached or is being done. */
+static int cache_claim_gz(MetricsCache *c, const HttpShared *json) {
+    int claimed = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        CacheSlot *e = &c->slot[i];
+        if (e->json == json) {
+            claimed = !e->gz && !e->gz_pending;
+            e->gz_pending |= claimed;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return claimed;
+}
+
+/* Keeps gz (NULL: it failed) as the compressed form of json, if json is still cached. */
 static void cache_put_gz(MetricsCache *c, const HttpShared *json, HttpShared *gz) {
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < CACHE_SLOTS; i++) {
         CacheSlot *e = &c->slot[i];
-        if (e->json == json && !e->gz) {
-            e->gz = http_shared_ref(gz);
+        if (e->json == json) {
+            if (!e->gz && gz) e->gz = http_shared_ref(gz);
+            e->gz_pending = 0;
             break;
         }
     }
@@ -482,19 +501,35 @@ static int store_answer(Store *st, long job, char **names, int n, long since, si
     return rc;
 }
 
-/* Sends a cached answer in the form the client takes: a JSON answer asked for
- * gzip'd is compressed here, once, and kept beside it. Takes the reference. */
+typedef struct {
+    MetricsCache *c;
+    HttpShared *json;
+} GzipTask;
+
+static void gzip_task(void *arg) {
+    GzipTask *t = arg;
+    size_t n, zn;
+    const char *json = http_shared_data(t->json, &n);
+    char *z;
+    HttpShared *zb = http_gzip(json, n, &z, &zn) == DACL_OK ? http_shared_new(z, zn) : NULL;
+    cache_put_gz(t->c, t->json, zb);
+    http_shared_unref(zb);
+    http_shared_unref(t->json);
+    free(t);
+}
+
+/* Sends a cached answer in the form the client takes. An answer not yet
+ * compressed goes out as JSON (also fine for a gzip client), and this request
+ * compresses it for the cache once that is sent, so that neither it nor the
+ * requests behind it wait for the compression. Takes the reference. */
 static void send_answer(Server *s, Request *r, HttpShared *body, int gz, int want_gz) {
-    if (want_gz && !gz) {
-        size_t n, zn;
-        const char *json = http_shared_data(body, &n);
-        char *z;
-        HttpShared *zb = http_gzip(json, n, &z, &zn) == DACL_OK ? http_shared_new(z, zn) : NULL;
-        if (zb) {
-            cache_put_gz(s->mcache, body, zb);
-            http_shared_unref(body);
-            body = zb;
-            gz = 1;
+    if (want_gz && !gz && cache_claim_gz(s->mcache, body)) {
+        GzipTask *t = malloc(sizeof *t);
+        if (t) {
+            *t = (GzipTask){s->mcache, http_shared_ref(body)};
+            http_after(r, gzip_task, t);
+        } else {
+            cache_put_gz(s->mcache, body, NULL);
         }
     }
     http_shared(r, MHD_HTTP_OK, "application/json", gz, body);

@@ -109,6 +109,8 @@ struct Request {
     int challenge;     /* 401: add WWW-Authenticate */
     int retry_after;   /* 503: add Retry-After (seconds) */
     struct timespec t0;
+    void (*after)(void *); /* http_after */
+    void *after_arg;
 };
 
 /* ------------------------------------------------------------- text -- */
@@ -373,6 +375,11 @@ int http_gzip(const char *buf, size_t n, char **out, size_t *out_n) {
     return rc;
 }
 
+void http_after(Request *r, void (*fn)(void *), void *arg) {
+    r->after = fn;
+    r->after_arg = arg;
+}
+
 void http_json(Request *r, unsigned status, cJSON *body) {
     char *s = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
@@ -630,6 +637,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_add(&st->usec, (unsigned long)(sec * 1e6));
     fprintf(stderr, "http: %s %s %u %.1f ms%s\n", r->method, r->path, r->status, sec * 1e3,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection dropped)");
+    if (r->after) r->after(r->after_arg);
     free(r->body.p);
     free(r);
     *con_cls = NULL;

@@ -105,6 +105,9 @@ const char *http_shared_data(const HttpShared *b, size_t *n);
 void http_shared(Request *r, unsigned status, const char *type, int gz, HttpShared *b);
 /* Whether the client takes a gzip body (Accept-Encoding names gzip or *, without q=0). */
 int http_accepts_gzip(const Request *r);
+/* Runs fn(arg) once the answer has been sent (or the connection dropped): work the client
+ * need not wait for. One per request. */
+void http_after(Request *r, void (*fn)(void *), void *arg);
 /* buf as a gzip stream (fastest level: numbers in JSON shrink about 3-4 times even so). */
 int http_gzip(const char *buf, size_t n, char **out, size_t *out_n);
 /* A file streamed from disk; 404 when it does not exist. download_name (may

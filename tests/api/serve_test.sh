@@ -110,17 +110,25 @@ code=$(req GET "/api/v1/jobs/$id/metrics?names=loss,lr")
 check "metrics: 20 points of loss" test "$code" = 200 -a "$(grep -o '"loss":{"step":\[[0-9,]*\]' "$W/body" | tr -cd , | wc -c)" = 19
 code=$(req GET "/api/v1/jobs/$id/metrics?names=loss&max_points=4")
 check "metrics: max_points=4 keeps 4 and says it folded 16" grep -q '"points":20,"folded":16' "$W/body"
-# gzip'd for a client that takes it (browsers do), the same JSON once unpacked; the second
-# answer is the cached compressed one; q=0 refuses gzip
+# gzip'd for a client that takes it (browsers do), the same JSON once unpacked. The first such
+# request gets the JSON (compressing would delay it) and compresses it for the cache after its
+# answer is sent; the later ones get the compressed copy. q=0 refuses gzip.
 cp "$W/body" "$W/plain"
 gzip_same() {
-  local code
-  code=$(req GET "/api/v1/jobs/$id/metrics?names=loss&max_points=4" -H "Accept-Encoding: $1" -D "$W/hdr")
-  [ "$code" = 200 ] && grep -qi '^content-encoding: gzip' "$W/hdr" && grep -qi '^vary: accept-encoding' "$W/hdr" &&
-    gzip -dc <"$W/body" | cmp -s - "$W/plain"
+  local code n
+  for n in $(seq 1 50); do
+    code=$(req GET "/api/v1/jobs/$id/metrics?names=loss&max_points=4" -H "Accept-Encoding: $1" -D "$W/hdr")
+    [ "$code" = 200 ] && grep -qi '^vary: accept-encoding' "$W/hdr" || return 1
+    if grep -qi '^content-encoding: gzip' "$W/hdr"; then
+      gzip -dc <"$W/body" | cmp -s - "$W/plain"
+      return
+    fi
+    cmp -s "$W/body" "$W/plain" || return 1
+  done
+  return 1
 }
 check "metrics: gzip'd for Accept-Encoding: gzip, deflate, br; the same JSON unpacked" gzip_same 'gzip, deflate, br'
-check "... and again from the cache" gzip_same 'deflate;q=0.5, gzip;q=0.8'
+check "... with weights too" gzip_same 'deflate;q=0.5, gzip;q=0.8'
 code=$(req GET "/api/v1/jobs/$id/metrics?names=loss&max_points=4" -H 'Accept-Encoding: gzip;q=0, identity' -D "$W/hdr")
 check "metrics: plain JSON when gzip is refused (q=0)" \
   eval 'test "$code" = 200 && ! grep -qi "^content-encoding" "$W/hdr" && cmp -s "$W/body" "$W/plain"'
