@@ -33,7 +33,7 @@ char *dacl_patient_of(const char *id) {
     const char *f = strstr(id, "_frame");
     while (f) {
         const char *d = f + 6;
-        if (*d >= '0' && *d <= '9') {
+        if (f > id && *d >= '0' && *d <= '9') { /* "_frame2" has no patient part: its own */
             while (*d >= '0' && *d <= '9') d++;
             if (*d == '\0') {
                 char *p = malloc((size_t)(f - id) + 1);

@@ -74,6 +74,21 @@ static void test_parse(void **state) {
     assert_false(ds.intensity.clip);
     free(s);
     dacl_dataset_free(&ds);
+
+    /* "_frame2" has no patient before its frame: it is its own patient, and prints and parses
+     * back as such (the manifest fuzzer found it printed as an empty patient) */
+    s = edit("\"id\": \"p3\"", "\"id\": \"_frame2\"");
+    assert_int_equal(dacl_dataset_parse(s, "/m", "m.json", &ds), DACL_OK);
+    assert_string_equal(ds.train.cases[3].patient, "_frame2");
+    char *printed = dacl_dataset_to_json(&ds);
+    assert_non_null(printed);
+    DaclDataset again = {0};
+    assert_int_equal(dacl_dataset_parse(printed, "/m", "m.json", &again), DACL_OK);
+    assert_string_equal(again.train.cases[3].patient, "_frame2");
+    dacl_dataset_free(&again);
+    free(printed);
+    free(s);
+    dacl_dataset_free(&ds);
 }
 
 /* Each broken manifest fails with DACL_EFORMAT and a message naming the problem. */
