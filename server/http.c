@@ -324,28 +324,30 @@ void http_shared(Request *r, unsigned status, const char *type, int gz, HttpShar
     http_respond(r, status, resp);
 }
 
-/* Accept-Encoding: a list of tokens, each with an optional ;q=weight; gzip (or *, or the old
- * x-gzip) is taken unless its weight is 0. */
+/* Accept-Encoding: a list of tokens, each with an optional ;q=weight. gzip (or the old x-gzip)
+ * named with a weight above 0 is taken; named with q=0 it is refused even if * is listed too;
+ * not named, * decides. */
 int http_accepts_gzip(const Request *r) {
     const char *h = http_header(r, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    double gzip_w = -1, star_w = -1; /* -1: not named */
     while (h && *h) {
         h += strspn(h, " \t,");
         size_t tok = strcspn(h, " \t;,");
-        int named = (tok == 4 && !strncasecmp(h, "gzip", 4)) || (tok == 6 && !strncasecmp(h, "x-gzip", 6)) ||
-                    (tok == 1 && h[0] == '*');
+        int gz = (tok == 4 && !strncasecmp(h, "gzip", 4)) || (tok == 6 && !strncasecmp(h, "x-gzip", 6));
+        int star = tok == 1 && h[0] == '*';
         const char *end = h + strcspn(h, ",");
-        const char *q = h + tok;
         double weight = 1;
-        for (; q < end; q++) { /* ;q= among the parameters */
+        for (const char *q = h + tok; q < end; q++) { /* ;q= among the parameters */
             if ((*q == 'q' || *q == 'Q') && q[1] == '=' && (q[-1] == ';' || q[-1] == ' ' || q[-1] == '\t')) {
                 weight = strtod(q + 2, NULL);
                 break;
             }
         }
-        if (named && weight > 0) return 1;
+        if (gz) gzip_w = weight;
+        if (star) star_w = weight;
         h = end;
     }
-    return 0;
+    return gzip_w >= 0 ? gzip_w > 0 : star_w > 0;
 }
 
 int http_gzip(const char *buf, size_t n, char **out, size_t *out_n) {
