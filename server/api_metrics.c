@@ -270,19 +270,20 @@ static HttpShared *cache_get(MetricsCache *c, const StoreJob *j, const char *key
     return out;
 }
 
+/* The slot that holds json, or NULL; under c->mu. */
+static CacheSlot *slot_holding(MetricsCache *c, const HttpShared *json) {
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (c->slot[i].json == json) return &c->slot[i];
+    return NULL;
+}
+
 /* Whether the caller is to compress json for the cache (then nobody else is
  * told to until cache_put_gz): 0 when it is not cached or is being done. */
 static int cache_claim_gz(MetricsCache *c, const HttpShared *json) {
-    int claimed = 0;
     pthread_mutex_lock(&c->mu);
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        CacheSlot *e = &c->slot[i];
-        if (e->json == json) {
-            claimed = !e->gz && !e->gz_pending;
-            e->gz_pending |= claimed;
-            break;
-        }
-    }
+    CacheSlot *e = slot_holding(c, json);
+    int claimed = e && !e->gz && !e->gz_pending;
+    if (claimed) e->gz_pending = 1;
     pthread_mutex_unlock(&c->mu);
     return claimed;
 }
@@ -290,13 +291,10 @@ static int cache_claim_gz(MetricsCache *c, const HttpShared *json) {
 /* Keeps gz (NULL: it failed) as the compressed form of json, if json is still cached. */
 static void cache_put_gz(MetricsCache *c, const HttpShared *json, HttpShared *gz) {
     pthread_mutex_lock(&c->mu);
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        CacheSlot *e = &c->slot[i];
-        if (e->json == json) {
-            if (!e->gz && gz) e->gz = http_shared_ref(gz);
-            e->gz_pending = 0;
-            break;
-        }
+    CacheSlot *e = slot_holding(c, json);
+    if (e) {
+        if (!e->gz && gz) e->gz = http_shared_ref(gz);
+        e->gz_pending = 0;
     }
     pthread_mutex_unlock(&c->mu);
 }
