@@ -157,6 +157,17 @@ int dacl_conv3x3_use_direct(int C, int H, int W, int OC, int backward) {
     return W >= (backward ? 64 : 16) && dacl_conv3x3_direct_available();
 }
 
+/* Winograd (conv-bench, same machine): the forward gains from rows of 32
+ * pixels and 512 channel pairs up (1.1x at 32->16 256x256, 1.8x at 64x64,
+ * but 0.9x at 16->16 256x256, where transforming the input costs as much as
+ * its 16 output channels' products); the input gradient from 256 channel
+ * pairs (1.1x at 16->16 256x256, 1.9x at 64x64, 1.7x at 32x32). At 16x16
+ * half of every vector would be padding. */
+int dacl_conv3x3_use_wino(int C, int H, int W, int OC, int backward) {
+    (void)H;
+    return W >= 32 && C * OC >= (backward ? 256 : 512) && dacl_conv3x3_direct_available();
+}
+
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws) {
     const size_t HW = (size_t)H * W;
@@ -198,6 +209,33 @@ void dacl_conv_image_forward_rows_stats(float *y, const float *x, const float *w
         dacl_conv3x3_im2col_forward_rows(y, x, w, b, C, H, W, OC, r0, r1, ws);
         if (stats) row_stats(stats, y, H, W, OC, r0, r1);
     }
+}
+
+void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
+                                       int C, int H, int W, int OC, int h0, int h1, float *scratch,
+                                       float *stats) {
+    /* bands of three block rows (so a tile's three vectors are full at any
+     * width), starting on even rows after the first, each read back by the
+     * statistics while in cache */
+    for (int r0 = h0; r0 < h1;) {
+        int r1 = (r0 & ~1) + 6;
+        if (r1 > h1) r1 = h1;
+        dacl_wino_forward_rows(y, x, U, b, C, H, W, OC, r0, r1, scratch);
+        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
+        r0 = r1;
+    }
+}
+
+void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
+                                   const float *dy, const float *x, const float *U, int C, int H,
+                                   int W, int OC, float *ws) {
+    if (db) bias_grad(db, dy, OC, H * W);
+    /* the weight gradient as the layer would take it; ws is free again after */
+    if (dacl_conv3x3_use_direct(C, H, W, OC, 1))
+        dacl_conv3x3_direct_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC);
+    else
+        dacl_conv3x3_im2col_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, ws);
+    if (dx) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
 }
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -96,6 +96,33 @@ void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, 
 /* dx (may be NULL) channels [0, csplit), dx2 the rest, overwritten; dw accumulates */
 void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
                                   const float *x, const float *w, int C, int H, int W, int OC);
+/* Winograd F(2x2,3x3) (ops_conv_wino.c), on the CPUs that run the direct
+ * kernels. U: dacl_wino_u_floats(C, OC) floats of transformed weights,
+ * written for output channels [oc0, oc1) by dacl_wino_weights and read by
+ * both directions; scratch: dacl_wino_scratch_floats(kernel input channels:
+ * C forward, OC backward) floats a thread. */
+size_t dacl_wino_u_floats(int C, int OC);
+size_t dacl_wino_scratch_floats(int CI);
+void dacl_wino_weights(float *U, const float *w, int C, int OC, int oc0, int oc1);
+/* y rows [h0, h1) of every output channel */
+void dacl_wino_forward_rows(float *y, const float *x, const float *U, const float *b, int C, int H,
+                            int W, int OC, int h0, int h1, float *scratch);
+/* the input gradient, channels [0, csplit) to dx and the rest to dx2, overwritten */
+void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy, const float *U,
+                             int C, int H, int W, int OC, float *scratch);
+/* 1 if this layer's forward (backward = 0) or input gradient (1) takes Winograd */
+int dacl_conv3x3_use_wino(int C, int H, int W, int OC, int backward);
+/* Winograd off for this model from now on (its tests compare the two) */
+void dacl_unet_no_wino(DaclUNet *m);
+/* dacl_conv_image_forward_rows_stats and dacl_conv_image_backward_split
+ * for the layers that take Winograd, from U (whole layer) and a thread's
+ * scratch; the backward's ws must also hold the im2col weight gradient's */
+void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
+                                       int C, int H, int W, int OC, int h0, int h1, float *scratch,
+                                       float *stats);
+void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
+                                   const float *dy, const float *x, const float *U, int C, int H,
+                                   int W, int OC, float *ws);
 /* the im2col + sgemm path whatever the shape, for tests and benchmarks */
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws);

@@ -13,7 +13,7 @@ typedef struct {
     float *y, *dx, *dx2;
     const float *x, *w, *b, *dy;
     const XForm *xf;
-    int N, C, H, W, OC, csplit, train;
+    int N, C, H, W, OC, csplit, train, wino;
     size_t nstride, dw, db, n;
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
     const float *gamma, *beta, *cscale, *cshift;
@@ -74,6 +74,25 @@ static const float *conv_input(const Job *j, int tid, int n) {
 
 /* ------------------------------------------------------- convolutions -- */
 
+static void job_wino_u(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    int a, e;
+    dacl_split(j->OC, tid, nt, &a, &e);
+    dacl_wino_weights(j->t->wu, j->w, j->C, j->OC, a, e);
+}
+
+/* 1 if the layer takes Winograd in this direction and the team's buffers
+ * were planned for it; then its weights are transformed into t->wu */
+static int wino_prepare(Team *t, const float *w, int C, int H, int W, int OC, int backward) {
+    if (!dacl_conv3x3_use_wino(C, H, W, OC, backward)) return 0;
+    if (!t->wu || t->wu_floats < dacl_wino_u_floats(C, OC) ||
+        t->ws_floats < dacl_wino_scratch_floats(backward ? OC : C))
+        return 0;
+    Job u = {.w = w, .C = C, .OC = OC};
+    run(t, job_wino_u, &u);
+    return 1;
+}
+
 static void job_conv_fwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
     int a, e;
@@ -81,10 +100,14 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
     const size_t HW = (size_t)j->H * j->W;
     while (a < e) {
         int n = a / j->H, h0 = a % j->H, h1 = e - n * j->H < j->H ? e - n * j->H : j->H;
-        dacl_conv_image_forward_rows_stats(j->y + n * j->OC * HW, conv_input(j, tid, n), j->w, j->b,
-                                           j->C, j->H, j->W, j->OC, 3, h0, h1, member_ws(j->t, tid),
-                                           j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2
-                                                       : NULL);
+        float *y = j->y + n * j->OC * HW;
+        float *st = j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2 : NULL;
+        if (j->wino)
+            dacl_conv_image_forward_rows_wino(y, conv_input(j, tid, n), j->t->wu, j->b, j->C, j->H,
+                                              j->W, j->OC, h0, h1, member_ws(j->t, tid), st);
+        else
+            dacl_conv_image_forward_rows_stats(y, conv_input(j, tid, n), j->w, j->b, j->C, j->H,
+                                               j->W, j->OC, 3, h0, h1, member_ws(j->t, tid), st);
         a = n * j->H + h1;
     }
 }
@@ -93,6 +116,7 @@ void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const flo
                    const float *b, int N, int C, int H, int W, int OC, float *rowstats) {
     Job j = {.y = y, .x = x, .xf = xf, .w = w, .b = b, .N = N, .C = C, .H = H, .W = W, .OC = OC,
              .rowstats = rowstats};
+    j.wino = wino_prepare(t, w, C, H, W, OC, 0);
     run(t, job_conv_fwd, &j);
 }
 
@@ -105,9 +129,14 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
     for (int n = a; n < e; n++) {
         float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
         float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
-        dacl_conv_image_backward_split(dx, dx2, j->csplit, g + j->dw, g + j->db, j->dy + n * j->OC * HW,
-                                       conv_input(j, tid, n), j->w, j->C, j->H, j->W, j->OC,
-                                       member_ws(j->t, tid));
+        if (j->wino)
+            dacl_conv_image_backward_wino(dx, dx2, j->csplit, g + j->dw, g + j->db,
+                                          j->dy + n * j->OC * HW, conv_input(j, tid, n), j->t->wu,
+                                          j->C, j->H, j->W, j->OC, member_ws(j->t, tid));
+        else
+            dacl_conv_image_backward_split(dx, dx2, j->csplit, g + j->dw, g + j->db,
+                                           j->dy + n * j->OC * HW, conv_input(j, tid, n), j->w, j->C,
+                                           j->H, j->W, j->OC, member_ws(j->t, tid));
     }
 }
 
@@ -116,6 +145,7 @@ void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t
                    int OC) {
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
              .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC};
+    j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
     run(t, job_conv_bwd, &j);
 }
 

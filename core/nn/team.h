@@ -8,7 +8,11 @@
  *
  * An XForm lets a convolution read act(x * scale + shift) (BN + LeakyReLU,
  * optionally followed by dropout) computed one image at a time into a
- * per-member buffer, so that tensor never has to be stored for the batch. */
+ * per-member buffer, so that tensor never has to be stored for the batch.
+ *
+ * Layers that take Winograd (dacl_conv3x3_use_wino) have their weights
+ * transformed once per op into the shared wu, split by output channel,
+ * before the op itself runs; its per-member scratch is the workspace. */
 #ifndef DACL_TEAM_H
 #define DACL_TEAM_H
 
@@ -24,6 +28,8 @@ typedef struct {
     size_t ws_floats;
     float *xbuf;    /* n transformed-input images of xbuf_floats */
     size_t xbuf_floats;
+    float *wu;      /* Winograd weights of the layer at hand, shared (wu_floats) */
+    size_t wu_floats;
     float *grads;   /* the model's gradient block (member 0) */
     float *tgrads;  /* members 1..n-1, nparams each */
     size_t nparams;

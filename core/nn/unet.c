@@ -63,6 +63,7 @@ struct DaclUNet {
     int last_n, last_train;
     uint64_t last_key;       /* dropout key of the last forward */
     size_t act_floats, idx_bytes, ws_floats, xbuf_floats, scratch_floats, rowstat_floats;
+    size_t wu_floats;        /* Winograd weights of the largest layer that takes it */
 };
 
 DaclUNetConfig dacl_unet_default_config(int in_channels, int classes) {
@@ -154,7 +155,7 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
 
     /* activations, counted in floats for a batch of max_n */
     const size_t N = (size_t)max_n;
-    size_t a = 0, ix = 0, ws = 0, xb = 0, sc = 0, rs = 0;
+    size_t a = 0, ix = 0, ws = 0, xb = 0, sc = 0, rs = 0, wu = 0;
     for (int i = 0; i < NBLOCKS; i++) {
         Block *b = &m->blk[i];
         size_t t = N * b->cout * b->H * b->W;
@@ -165,6 +166,17 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
         size_t cws = dacl_conv2d_ws(b->cin, b->H, b->W, 3), cws2 = dacl_conv2d_ws(b->cout, b->H, b->W, 3);
         if (cws2 > cws) cws = cws2;
         if (cws > ws) ws = cws;
+        /* Winograd's transformed weights (shared) and scratch (a member's
+         * workspace), for each of the block's two convolutions that take it */
+        const int cin[2] = {b->cin, b->cout};
+        for (int k = 0; k < 2; k++)
+            for (int bwd = 0; bwd < 2; bwd++) {
+                if (!dacl_conv3x3_use_wino(cin[k], b->H, b->W, b->cout, bwd)) continue;
+                size_t u = dacl_wino_u_floats(cin[k], b->cout);
+                size_t sc = dacl_wino_scratch_floats(bwd ? b->cout : cin[k]);
+                if (u > wu) wu = u;
+                if (sc > ws) ws = sc;
+            }
         size_t img = (size_t)b->cout * b->H * b->W;
         if (img > xb) xb = img;
         if (t > sc) sc = t;
@@ -187,6 +199,7 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
     m->act_floats = a + 2 * sc;
     m->idx_bytes = ix;
     m->ws_floats = ws;
+    m->wu_floats = wu;
     m->xbuf_floats = xb;
     m->scratch_floats = sc;
     m->rowstat_floats = rs;
@@ -195,7 +208,7 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
 
 /* Bytes of the team's per-member buffers for `threads` members. */
 static size_t team_bytes(const DaclUNet *m, int threads) {
-    return sizeof(float) * ((m->ws_floats + m->xbuf_floats) * (size_t)threads +
+    return sizeof(float) * ((m->ws_floats + m->xbuf_floats) * (size_t)threads + m->wu_floats +
                             m->nparams * (size_t)(threads - 1));
 }
 
@@ -311,6 +324,7 @@ void dacl_unet_free(DaclUNet *m) {
     free(m->team.ws);
     free(m->team.xbuf);
     free(m->team.tgrads);
+    free(m->team.wu);
     free(m);
 }
 
@@ -321,17 +335,27 @@ int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool) {
     t.ws = malloc(sizeof(float) * (m->ws_floats ? m->ws_floats : 1) * nt);
     t.xbuf = alloc_aligned(m->xbuf_floats * nt);
     t.tgrads = nt > 1 ? calloc(m->nparams * (size_t)(nt - 1), sizeof(float)) : NULL;
-    if (!t.ws || !t.xbuf || (nt > 1 && !t.tgrads)) {
+    t.wu_floats = m->wu_floats;
+    t.wu = m->wu_floats ? malloc(sizeof(float) * m->wu_floats) : NULL;
+    if (!t.ws || !t.xbuf || (nt > 1 && !t.tgrads) || (m->wu_floats && !t.wu)) {
         free(t.ws);
         free(t.xbuf);
         free(t.tgrads);
+        free(t.wu);
         return DACL_FAIL(DACL_ENOMEM, "out of memory for %d threads' workspaces", nt);
     }
     free(m->team.ws);
     free(m->team.xbuf);
     free(m->team.tgrads);
+    free(m->team.wu);
     m->team = t;
     return DACL_OK;
+}
+
+void dacl_unet_no_wino(DaclUNet *m) {
+    free(m->team.wu);
+    m->team.wu = NULL;
+    m->team.wu_floats = 0;
 }
 
 void dacl_unet_init(DaclUNet *m, DaclRng *rng) {

@@ -1,8 +1,12 @@
 /* conv-bench: the U-Net's 3x3 convolutions one image at a time on one
- * thread, im2col + sgemm against the direct kernels: GFLOP/s of forward and
- * of backward (weight and input gradients), best of --reps by the thread's
+ * thread, im2col + sgemm against the direct kernels and Winograd F(2x2,3x3):
+ * GFLOP/s of forward and of backward (weight and input gradients; the input
+ * gradient alone for direct and Winograd), best of --reps by the thread's
  * CPU time (robust on a shared machine), and the worst relative difference
- * between the two paths' outputs.
+ * between the paths' outputs. Winograd's figures count the direct
+ * convolution's FLOPs (what it computes, not what it spends), with its weight
+ * transform done once outside the timing (the U-Net does it once per op for
+ * the whole batch).
  *
  *   conv-bench [--patch 256] [--reps 5] [--misalign K]
  *
@@ -66,8 +70,9 @@ int main(int argc, char **argv) {
                                     {64, 32, 1},  {32, 16, 0},   {16, 4, 0}};
     DaclRng rng;
     dacl_rng_seed(&rng, 7);
-    printf("%5s %5s %5s | %18s | %18s %6s | %9s %9s %9s\n", "C", "OC", "HxW",
-           "fwd GF/s im2col dir", "bwd GF/s im2col dir", "dw dir", "rel y", "rel dx", "rel dw");
+    printf("%5s %5s %5s | %25s | %18s %6s | %13s | %9s %9s %9s %9s %9s\n", "C", "OC", "HxW",
+           "fwd GF/s im2col dir wino", "bwd GF/s im2col dir", "dw dir", "dx dir wino", "rel y",
+           "rel dx", "rel dw", "wino y", "wino dx");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int C = shapes[s][0], OC = shapes[s][1], H = patch >> shapes[s][2], W = H;
         size_t HW = (size_t)H * W;
@@ -78,8 +83,11 @@ int main(int argc, char **argv) {
         float *dx1 = falloc(C * HW, m), *dx2 = falloc(C * HW, m);
         float *dw1 = falloc((size_t)OC * C * 9, m), *dw2 = falloc((size_t)OC * C * 9, m);
         float *ws = falloc(dacl_conv2d_ws(C, H, W, 3), m);
-        if (!y1 || !y2 || !dx1 || !dx2 || !dw1 || !dw2 || !ws) return 1;
-        double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
+        float *U = falloc(dacl_wino_u_floats(C, OC), 0);
+        float *sc = falloc(dacl_wino_scratch_floats(C > OC ? C : OC), 0);
+        float *y3 = falloc(OC * HW, m), *dx3 = falloc(C * HW, m);
+        dacl_wino_weights(U, w, C, OC, 0, OC);
+        double best[7] = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
         for (int r = 0; r < reps; r++) {
             double t = cpu_now();
             dacl_conv3x3_im2col_forward_rows(y1, x, w, b, C, H, W, OC, 0, H, ws);
@@ -98,15 +106,26 @@ int main(int argc, char **argv) {
             memset(dw2, 0, (size_t)OC * C * 9 * 4);
             dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC);
             best[4] = fmin(best[4], t6 - t5);
+            double t7 = cpu_now();
+            dacl_wino_forward_rows(y3, x, U, b, C, H, W, OC, 0, H, sc);
+            double t8 = cpu_now();
+            dacl_wino_backward_data(dx3, dx3, C, dy, U, C, H, W, OC, sc);
+            double t9 = cpu_now();
+            best[5] = fmin(best[5], t8 - t7), best[6] = fmin(best[6], t9 - t8);
             best[0] = fmin(best[0], t1 - t), best[1] = fmin(best[1], t2 - t1);
             best[2] = fmin(best[2], t4 - t3), best[3] = fmin(best[3], t5 - t4);
         }
         double gf = 2.0 * HW * C * OC * 9 * 1e-9;
-        printf("%5d %5d %5d | %8.1f %9.1f | %8.1f %9.1f %6.1f | %9.2e %9.2e %9.2e\n", C, OC, H,
-               gf / best[0], gf / best[1], 2 * gf / best[2], 2 * gf / best[3], gf / best[4], max_rel(y1, y2, OC * HW),
-               max_rel(dx1, dx2, C * HW), max_rel(dw1, dw2, (size_t)OC * C * 9));
-        float *bufs[] = {x, w, b, dy, y1, y2, dx1, dx2, dw1, dw2, ws};
+        double dxdir = best[3] - best[4]; /* direct backward minus its weight gradient */
+        printf("%5d %5d %5d | %8.1f %7.1f %7.1f | %8.1f %9.1f %6.1f | %6.1f %6.1f | %9.2e %9.2e "
+               "%9.2e %9.2e %9.2e\n",
+               C, OC, H, gf / best[0], gf / best[1], gf / best[5], 2 * gf / best[2], 2 * gf / best[3],
+               gf / best[4], gf / dxdir, gf / best[6], max_rel(y1, y2, OC * HW),
+               max_rel(dx1, dx2, C * HW), max_rel(dw1, dw2, (size_t)OC * C * 9),
+               max_rel(y2, y3, OC * HW), max_rel(dx2, dx3, C * HW));
+        float *bufs[] = {x, w, b, dy, y1, y2, dx1, dx2, dw1, dw2, ws, y3, dx3};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ffree(bufs[i], m);
+        ffree(U, 0), ffree(sc, 0);
     }
     return 0;
 }

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "../../core/nn/ops_internal.h"
+#include "dacl/error.h"
 #include "dacl/nn.h"
 
 static float *fnew(size_t n) {
@@ -115,6 +116,168 @@ static void test_direct_matches_im2col(void **state) {
     }
 }
 
+/* Winograd F(2x2,3x3) against the direct kernels: forward on every row and
+ * on subranges starting and ending on odd rows (blocks straddle them), and
+ * the input gradient split in two. Its error is larger than a reordered sum
+ * (the transforms add and subtract inputs before the products), but of the
+ * same order as float roundoff of the largest terms. */
+#define WINO_TOL 2e-5
+
+static void check_wino(int C, int H, int W, int OC, uint64_t seed) {
+    DaclRng r;
+    dacl_rng_seed(&r, seed);
+    const size_t HW = (size_t)H * W, nw = (size_t)OC * C * 9;
+    float *x = frand(&r, C * HW), *w = frand(&r, nw), *b = frand(&r, OC), *dy = frand(&r, OC * HW);
+    float *U = fnew(dacl_wino_u_floats(C, OC));
+    int cmax = C > OC ? C : OC;
+    float *scratch = fnew(dacl_wino_scratch_floats(cmax));
+    dacl_wino_weights(U, w, C, OC, 0, OC / 2);
+    dacl_wino_weights(U, w, C, OC, OC / 2, OC);
+    float *y1 = fnew(OC * HW), *y2 = fnew(OC * HW);
+    dacl_conv3x3_direct_forward_rows(y1, x, w, b, C, H, W, OC, 0, H);
+    dacl_wino_forward_rows(y2, x, U, b, C, H, W, OC, 0, H, scratch);
+    double ey = rel_diff(y2, y1, OC * HW);
+    assert_true(ey <= WINO_TOL);
+    int bands[][2] = {{H / 3, H - H / 4}, {1, H}, {0, H > 1 ? H - 1 : H}, {H / 2, H / 2 + 1}};
+    for (size_t k = 0; k < sizeof bands / sizeof bands[0]; k++) {
+        int h0 = bands[k][0], h1 = bands[k][1];
+        for (size_t i = 0; i < OC * HW; i++) y2[i] = 1234.0f;
+        dacl_wino_forward_rows(y2, x, U, b, C, H, W, OC, h0, h1, scratch);
+        for (int oc = 0; oc < OC; oc++)
+            for (int h = 0; h < H; h++)
+                for (int q = 0; q < W; q++) {
+                    size_t i = oc * HW + (size_t)h * W + q;
+                    if (h < h0 || h >= h1) assert_true(y2[i] == 1234.0f);
+                    else assert_true(fabs((double)y2[i] - y1[i]) <= WINO_TOL * (1.0 + fabs((double)y1[i])) * 10);
+                }
+    }
+
+    int csplit = C > 1 ? C / 2 + 1 : C;
+    float *dxa1 = fnew(csplit * HW), *dxb1 = fnew((C - csplit) * HW + 1);
+    float *dxa2 = fnew(csplit * HW), *dxb2 = fnew((C - csplit) * HW + 1);
+    float *dw = fnew(nw);
+    memset(dw, 0, nw * sizeof(float));
+    for (size_t i = 0; i < csplit * HW; i++) dxa2[i] = NAN; /* overwritten, never read */
+    for (size_t i = 0; i < (C - csplit) * HW; i++) dxb2[i] = NAN;
+    dacl_conv3x3_direct_backward(dxa1, dxb1, csplit, dw, dy, x, w, C, H, W, OC);
+    dacl_wino_backward_data(dxa2, dxb2, csplit, dy, U, C, H, W, OC, scratch);
+    double ea = rel_diff(dxa2, dxa1, csplit * HW), eb = rel_diff(dxb2, dxb1, (C - csplit) * HW);
+    printf("  winograd  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e\n", C, OC, H, W, ey, ea, eb);
+    assert_true(ea <= WINO_TOL && eb <= WINO_TOL);
+
+    free(x), free(w), free(b), free(dy), free(U), free(scratch), free(y1), free(y2);
+    free(dxa1), free(dxb1), free(dxa2), free(dxb2), free(dw);
+}
+
+static void test_wino_matches_direct(void **state) {
+    (void)state;
+    if (!dacl_conv3x3_direct_available()) {
+        printf("  no AVX-512 on this CPU: Winograd is never used, nothing to check\n");
+        skip();
+    }
+    static const int shapes[][4] = {
+        /* C, H, W, OC: odd sizes, partial 32-column groups, partial channel tiles */
+        {16, 8, 64, 16}, {1, 5, 67, 5},  {3, 1, 16, 9},   {16, 9, 33, 16}, {7, 4, 3, 3},
+        {5, 7, 47, 13},  {32, 6, 96, 32}, {2, 3, 17, 1},  {64, 4, 32, 24}, {24, 5, 95, 7},
+        {128, 4, 16, 8}, {8, 13, 200, 16},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_wino(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 300 + i);
+    DaclRng r;
+    dacl_rng_seed(&r, 6);
+    for (int k = 0; k < 20; k++) {
+        int C = 1 + (int)dacl_rng_below(&r, 40), OC = 1 + (int)dacl_rng_below(&r, 40);
+        int H = 1 + (int)dacl_rng_below(&r, 12), W = 1 + (int)dacl_rng_below(&r, 110);
+        check_wino(C, H, W, OC, 400 + k);
+    }
+}
+
+/* One training forward and backward of m on x: logits and gradients into
+ * fresh buffers. */
+static void unet_pass(DaclUNet *m, const float *x, const uint8_t *y, int N, int S, int NC,
+                      float **logits, float **grads) {
+    const size_t px = (size_t)N * S * S, np = dacl_unet_num_params(m);
+    float *probs = fnew(px * NC), *dl = fnew(px * NC);
+    assert_int_equal(dacl_unet_forward(m, x, N, 1, 77), DACL_OK);
+    *logits = fnew(px * NC);
+    memcpy(*logits, dacl_unet_logits(m), px * NC * sizeof(float));
+    dacl_softmax_forward(probs, *logits, N, NC, S * S);
+    memset(dl, 0, px * NC * sizeof(float));
+    dacl_ce_loss(dl, probs, y, N, NC, S * S, 1.0f);
+    dacl_unet_zero_grad(m);
+    assert_int_equal(dacl_unet_backward(m, dl, NULL, 0), DACL_OK);
+    *grads = fnew(np);
+    memcpy(*grads, dacl_unet_grads(m), np * sizeof(float));
+    free(probs), free(dl);
+}
+
+/* worst over the weight tensors (conv biases before BatchNorm have a zero
+ * gradient up to roundoff: left out) of |a - b| / |b| in the L2 norm */
+static double worst_weight_grad(const DaclUNet *m, const float *a, const float *b) {
+    double worst = 0.0;
+    for (int t = 0; t < dacl_unet_num_tensors(m); t++) {
+        const DaclParamInfo *ti = dacl_unet_tensor(m, t);
+        if (ti->kind == DACL_PARAM_CONV_B) continue;
+        double nb = 0.0, nd = 0.0;
+        for (size_t i = ti->offset; i < ti->offset + ti->numel; i++) {
+            nb += (double)b[i] * b[i];
+            nd += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        }
+        if (nb > 0.0) worst = fmax(worst, sqrt(nd / nb));
+    }
+    return worst;
+}
+
+/* The U-Net with its default widths at 64x64 takes Winograd at 64x64 and
+ * 32x32: the same model, batch and dropout key with it and without give the
+ * same logits to float roundoff. Gradients of an untrained net are not that
+ * stable: a LeakyReLU or a max-pool that flips on a roundoff-sized change
+ * routes a gradient elsewhere, and rounding the input by 1e-6 alone moves
+ * the deep layers' gradients by about 1 % (measured here, each run). So the
+ * output layer's gradient, which no flip reaches, must agree to roundoff,
+ * and every other weight gradient no worse than that input rounding moves it. */
+static void test_unet_wino_matches(void **state) {
+    (void)state;
+    if (!dacl_conv3x3_direct_available()) {
+        printf("  no AVX-512 on this CPU: Winograd is never used, nothing to check\n");
+        skip();
+    }
+    const int N = 2, S = 64, NC = 4;
+    assert_true(dacl_conv3x3_use_wino(32, S / 2, S / 2, 32, 0) && dacl_conv3x3_use_wino(16, S, S, 16, 1));
+    DaclUNetConfig cfg = dacl_unet_default_config(1, NC);
+    DaclUNet *m = NULL;
+    assert_int_equal(dacl_unet_create(&m, &cfg, N, S, S), DACL_OK);
+    DaclRng r;
+    dacl_rng_seed(&r, 11);
+    dacl_unet_init(m, &r);
+    const size_t px = (size_t)N * S * S;
+    float *x = frand(&r, px), *xr = fnew(px);
+    uint8_t *y = malloc(px);
+    assert_non_null(y);
+    for (size_t i = 0; i < px; i++) y[i] = (uint8_t)dacl_rng_below(&r, NC);
+    for (size_t i = 0; i < px; i++) xr[i] = x[i] * (1.0f + 1e-6f * (dacl_rng_uniform(&r) - 0.5f));
+
+    float *lw, *gw, *ld, *gd, *lr, *gr;
+    unet_pass(m, x, y, N, S, NC, &lw, &gw);
+    dacl_unet_no_wino(m);
+    unet_pass(m, x, y, N, S, NC, &ld, &gd);
+    unet_pass(m, xr, y, N, S, NC, &lr, &gr);
+
+    const DaclParamInfo *out = dacl_unet_tensor(m, dacl_unet_num_tensors(m) - 2);
+    assert_true(out->kind == DACL_PARAM_CONV_W);
+    double el = rel_diff(lw, ld, px * NC);
+    double eo = rel_diff(gw + out->offset, gd + out->offset, out->numel);
+    double ew = worst_weight_grad(m, gw, gd), er = worst_weight_grad(m, gr, gd);
+    printf("  U-Net 64x64, Winograd against direct: logits %.1e, output layer's gradient %.1e,\n"
+           "  worst weight gradient %.1e (L2); input rounded by 1e-6 instead: %.1e\n",
+           el, eo, ew, er);
+    assert_true(el > 0.0); /* it did take another path */
+    assert_true(el <= 1e-4 && eo <= 1e-4);
+    assert_true(ew <= 3.0 * er + 1e-4 && ew <= 0.05);
+    free(x), free(xr), free(y), free(lw), free(gw), free(ld), free(gd), free(lr), free(gr);
+    dacl_unet_free(m);
+}
+
 /* The U-Net's conv layers go through the dispatch; a batch of one image and
  * of several must give each image the same result (the kernels work image by
  * image, whatever the batch). */
@@ -137,6 +300,8 @@ static void test_dispatch_batch(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_direct_matches_im2col),
+                                       cmocka_unit_test(test_wino_matches_direct),
+                                       cmocka_unit_test(test_unet_wino_matches),
                                        cmocka_unit_test(test_dispatch_batch)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
