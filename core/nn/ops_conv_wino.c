@@ -24,10 +24,18 @@
  * rows 0 and 3 (G J = P G), so its U is the forward's with positions
  * permuted and the channel roles swapped; no second transform.
  *
+ * The weight gradient is the forward's transpose: dg = G^T S G with
+ * S = sum over blocks of (A^T' dY A') (.) V, A' = A^T transposed, i.e.
+ * per position a product of the transformed dy [OC x blocks] and the
+ * transformed input [C x blocks]^T: over bands of blocks that stay in L2,
+ * tiles of 4 x 4 channel pairs keep 16-lane partial sums in registers and
+ * fold them once per band.
+ *
  * Dims: C, OC the layer's input and output channels, H, W, HW = H*W;
  * U [16][OC][C]. CI/CO: the kernel's own input and output channels. */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops_internal.h"
 
@@ -54,6 +62,19 @@ size_t dacl_wino_u_floats(int C, int OC) { return (size_t)16 * C * OC; }
 /* V: 16 positions x CI channels x PVM vectors; M: 16 positions x OB x PVM
  * vectors; plus room to align both to 64 bytes */
 size_t dacl_wino_scratch_floats(int CI) { return (size_t)16 * VL * PVM * ((size_t)CI + OB) + VL; }
+
+/* entries (vectors of 16 blocks) a band of the weight gradient: its
+ * transformed input and dy, 256 floats an entry and channel, in about
+ * 1.5 MiB of L2; at least 4 so the tiles' reductions amortise */
+static int wino_dw_entries(int C, int OC) {
+    int e = 1536 / (C + OC);
+    return e < 4 ? 4 : e > 64 ? 64 : e;
+}
+
+size_t dacl_wino_dw_scratch_floats(int C, int OC) {
+    size_t tiles = (size_t)((OC + 3) / 4) * ((C + 3) / 4);
+    return (size_t)256 * wino_dw_entries(C, OC) * ((size_t)C + OC) + (size_t)256 * tiles + VL;
+}
 
 void dacl_wino_weights(float *U, const float *w, int C, int OC, int oc0, int oc1) {
     const size_t sp = (size_t)OC * C;
@@ -103,14 +124,14 @@ static inline int perm_pos(int p, int flip) {
 
 /* V[pos][i][e] for every kernel input channel i: the 4x4 blocks of entry e
  * (block row t, columns from w0) */
-TILE void wino_in(float *V, const Wino *d, int t, int w0, int e) {
+TILE void wino_in(float *V, const Wino *d, int t, int w0, int e, int ne) {
     const int W = d->W, H = d->H, c0 = w0 - 1;
     const size_t HW = (size_t)H * W;
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __mmask16 m0 = lane_mask(c0, W), m1 = lane_mask(c0 + VL, W), m2 = lane_mask(c0 + 2, W),
                     m3 = lane_mask(c0 + 2 + VL, W);
-    const ptrdiff_t vs = (ptrdiff_t)d->CI * PVM * VL; /* one position */
+    const ptrdiff_t vs = (ptrdiff_t)d->CI * ne * VL; /* one position */
     for (int i = 0; i < d->CI; i++) {
         const float *xi = d->x + i * HW;
         __m512 r[4][4]; /* d B, row by row */
@@ -131,7 +152,7 @@ TILE void wino_in(float *V, const Wino *d, int t, int w0, int e) {
             r[k][2] = _mm512_sub_ps(e2, e1);
             r[k][3] = _mm512_sub_ps(e1, e3);
         }
-        float *v = V + ((ptrdiff_t)i * PVM + e) * VL;
+        float *v = V + ((ptrdiff_t)i * ne + e) * VL;
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) {
             _mm512_store_ps(v + (0 + q) * vs, _mm512_sub_ps(r[0][q], r[2][q]));
@@ -221,7 +242,7 @@ typedef struct {
 static AVX512 void wino_block(const Wino *d, float *y, float *y2, int split, const float *bias,
                               int h0, int h1, const Entries *en, const int PV, float *V, float *M) {
     const size_t HW = (size_t)d->H * d->W;
-    for (int e = 0; e < PV; e++) wino_in(V, d, en->t[e], en->w0[e], e);
+    for (int e = 0; e < PV; e++) wino_in(V, d, en->t[e], en->w0[e], e, PVM);
     for (int o0 = 0; o0 < d->CO; o0 += OB) {
         int nout = d->CO - o0 < OB ? d->CO - o0 : OB;
         if (PV == 3)
@@ -277,7 +298,161 @@ void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy,
     wino_rows(&d, dx, dx2, csplit, NULL, 0, H, scratch);
 }
 
+/* Yh[pos][o][e] for every output channel o: A dY A^T of the 2x2 blocks of
+ * dy of entry e (rows 2t, 2t+1, columns from w0), A = [1 0; 1 1; 1 -1; 0 -1] */
+TILE void wino_dy_in(float *Yh, const float *dy, int OC, int H, int W, int t, int w0, int e,
+                     int ne) {
+    const size_t HW = (size_t)H * W;
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __mmask16 m0 = lane_mask(w0, W), m1 = lane_mask(w0 + VL, W);
+    const ptrdiff_t vs = (ptrdiff_t)OC * ne * VL;
+    for (int o = 0; o < OC; o++) {
+        __m512 r[2][4]; /* dY A^T, row by row */
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            int h = 2 * t + k;
+            if (h >= H) {
+                r[k][0] = r[k][1] = r[k][2] = r[k][3] = _mm512_setzero_ps();
+                continue;
+            }
+            const float *row = dy + o * HW + (size_t)h * W + w0;
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, row), a1 = _mm512_maskz_loadu_ps(m1, row + VL);
+            __m512 d0 = _mm512_permutex2var_ps(a0, ev, a1), d1 = _mm512_permutex2var_ps(a0, od, a1);
+            r[k][0] = d0;
+            r[k][1] = _mm512_add_ps(d0, d1);
+            r[k][2] = _mm512_sub_ps(d0, d1);
+            r[k][3] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+        }
+        float *v = Yh + ((ptrdiff_t)o * ne + e) * VL;
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            _mm512_store_ps(v + (0 + q) * vs, r[0][q]);
+            _mm512_store_ps(v + (4 + q) * vs, _mm512_add_ps(r[0][q], r[1][q]));
+            _mm512_store_ps(v + (8 + q) * vs, _mm512_sub_ps(r[0][q], r[1][q]));
+            _mm512_store_ps(v + (12 + q) * vs, _mm512_sub_ps(_mm512_setzero_ps(), r[1][q]));
+        }
+    }
+}
+
+/* The 16 sums of 16 vectors in one vector: halves, quarters, pairs, then
+ * single lanes folded in four rounds of shuffles (45 instructions instead
+ * of 16 full reductions). Which lane holds which sum: wino_hsum_lanes. */
+TILE __m512 hsum16(const __m512 a[16]) {
+    __m512 b[8], c[4], d[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+}
+
+/* lane[k]: the lane of hsum16's result that holds the sum of a[k], found by
+ * summing vectors that are k everywhere (exact in float) */
+static AVX512 void wino_hsum_lanes(int lane[16]) {
+    __m512 a[16];
+    float out[16];
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_ps((float)k);
+    _mm512_storeu_ps(out, hsum16(a));
+    for (int l = 0; l < 16; l++) lane[(int)out[l] / 16] = l;
+}
+
+#define DW_B 4 /* output and input channels a weight-gradient tile: 16 accumulators */
+
+/* S16[16] += sums over the band's blocks of Yh[pos][o0+j] * V[pos][c0+k]
+ * (16 accumulators, j, k < 4, in hsum16's lane order; channels past the
+ * last repeat it and are not read back) */
+TILE void dw_tile(float *S16, const float *V, const float *Yh, int C, int OC, int ne, int pos, int o0,
+                  int c0) {
+    const float *yp[DW_B], *vp[DW_B];
+#pragma GCC unroll 4
+    for (int j = 0; j < DW_B; j++) {
+        int o = o0 + j < OC ? o0 + j : OC - 1, c = c0 + j < C ? c0 + j : C - 1;
+        yp[j] = Yh + ((ptrdiff_t)pos * OC + o) * ne * VL;
+        vp[j] = V + ((ptrdiff_t)pos * C + c) * ne * VL;
+    }
+    __m512 acc[DW_B * DW_B];
+#pragma GCC unroll 16
+    for (int k = 0; k < DW_B * DW_B; k++) acc[k] = _mm512_setzero_ps();
+    for (int e = 0; e < ne; e++) {
+        __m512 y[DW_B], v[DW_B];
+#pragma GCC unroll 4
+        for (int j = 0; j < DW_B; j++) {
+            y[j] = _mm512_load_ps(yp[j] + e * VL);
+            v[j] = _mm512_load_ps(vp[j] + e * VL);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < DW_B; j++)
+#pragma GCC unroll 4
+            for (int k = 0; k < DW_B; k++)
+                acc[j * DW_B + k] = _mm512_fmadd_ps(y[j], v[k], acc[j * DW_B + k]);
+    }
+    _mm512_storeu_ps(S16, _mm512_add_ps(_mm512_loadu_ps(S16), hsum16(acc)));
+}
+
+static AVX512 void wino_dw_band(float *V, float *Yh, float *S, const Wino *d, const float *dy,
+                                int OC, int k0, int ne, int ng) {
+    for (int e = 0; e < ne; e++) {
+        int t = (k0 + e) / ng, w0 = 2 * VL * ((k0 + e) % ng);
+        wino_in(V, d, t, w0, e, ne);
+        wino_dy_in(Yh, dy, OC, d->H, d->W, t, w0, e, ne);
+    }
+    const int C = d->CI, ob = (OC + DW_B - 1) / DW_B, cb = (C + DW_B - 1) / DW_B;
+    for (int pos = 0; pos < 16; pos++)
+        for (int o = 0; o < ob; o++)
+            for (int c = 0; c < cb; c++)
+                dw_tile(S + (((size_t)pos * ob + o) * cb + c) * VL, V, Yh, C, OC, ne, pos, o * DW_B,
+                        c * DW_B);
+}
+
+void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
+                                int OC, float *scratch) {
+    const int E = wino_dw_entries(C, OC), ng = (W + 2 * VL - 1) / (2 * VL);
+    const int ob = (OC + DW_B - 1) / DW_B, cb = (C + DW_B - 1) / DW_B;
+    float *V = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *Yh = V + (size_t)16 * VL * E * C, *S = Yh + (size_t)16 * VL * E * OC;
+    memset(S, 0, sizeof(float) * 16 * VL * ob * cb);
+    Wino d = {.x = x, .CI = C, .H = H, .W = W};
+    const int n = (H + 1) / 2 * ng;
+    for (int k = 0; k < n; k += E) wino_dw_band(V, Yh, S, &d, dy, OC, k, n - k < E ? n - k : E, ng);
+    /* dw += G^T S G */
+    int lane[16];
+    wino_hsum_lanes(lane);
+    for (int oc = 0; oc < OC; oc++)
+        for (int c = 0; c < C; c++) {
+            const float *s16 = S + ((size_t)(oc / DW_B) * cb + c / DW_B) * VL;
+            const int l = lane[(oc % DW_B) * DW_B + c % DW_B];
+            const size_t sp = (size_t)ob * cb * VL; /* one position */
+            float s[4][4], t[3][4];
+            for (int p = 0; p < 16; p++) s[p >> 2][p & 3] = s16[p * sp + l];
+            for (int b = 0; b < 4; b++) {
+                t[0][b] = s[0][b] + 0.5f * (s[1][b] + s[2][b]);
+                t[1][b] = 0.5f * (s[1][b] - s[2][b]);
+                t[2][b] = 0.5f * (s[1][b] + s[2][b]) + s[3][b];
+            }
+            float *g = dw + ((size_t)oc * C + c) * 9;
+            for (int k = 0; k < 3; k++) {
+                g[k * 3 + 0] += t[k][0] + 0.5f * (t[k][1] + t[k][2]);
+                g[k * 3 + 1] += 0.5f * (t[k][1] - t[k][2]);
+                g[k * 3 + 2] += 0.5f * (t[k][1] + t[k][2]) + t[k][3];
+            }
+        }
+}
+
 #else
+
+void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
+                                int OC, float *scratch) {
+    (void)dw, (void)dy, (void)x, (void)C, (void)H, (void)W, (void)OC, (void)scratch;
+}
 
 void dacl_wino_forward_rows(float *y, const float *x, const float *U, const float *b, int C, int H,
                             int W, int OC, int h0, int h1, float *scratch) {

@@ -110,19 +110,27 @@ void dacl_wino_forward_rows(float *y, const float *x, const float *U, const floa
 /* the input gradient, channels [0, csplit) to dx and the rest to dx2, overwritten */
 void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy, const float *U,
                              int C, int H, int W, int OC, float *scratch);
+/* dw [OC,C,3,3] += the weight gradient of one image, by Winograd; scratch:
+ * dacl_wino_dw_scratch_floats(C, OC) floats */
+size_t dacl_wino_dw_scratch_floats(int C, int OC);
+void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
+                                int OC, float *scratch);
 /* 1 if this layer's forward (backward = 0) or input gradient (1) takes Winograd */
 int dacl_conv3x3_use_wino(int C, int H, int W, int OC, int backward);
+/* 1 if its weight gradient does (never without its input gradient) */
+int dacl_conv3x3_use_wino_dw(int C, int H, int W, int OC);
 /* Winograd off for this model from now on (its tests compare the two) */
 void dacl_unet_no_wino(DaclUNet *m);
 /* dacl_conv_image_forward_rows_stats and dacl_conv_image_backward_split
  * for the layers that take Winograd, from U (whole layer) and a thread's
- * scratch; the backward's ws must also hold the im2col weight gradient's */
+ * scratch; the backward's ws must also hold the im2col weight gradient's,
+ * or Winograd's (wino_dw) */
 void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
                                        int C, int H, int W, int OC, int h0, int h1, float *scratch,
                                        float *stats);
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, float *ws);
+                                   int W, int OC, int wino_dw, float *ws);
 /* the im2col + sgemm path whatever the shape, for tests and benchmarks */
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws);

@@ -13,7 +13,7 @@ typedef struct {
     float *y, *dx, *dx2;
     const float *x, *w, *b, *dy;
     const XForm *xf;
-    int N, C, H, W, OC, csplit, train, wino;
+    int N, C, H, W, OC, csplit, train, wino, wino_dw;
     size_t nstride, dw, db, n;
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
     const float *gamma, *beta, *cscale, *cshift;
@@ -132,7 +132,7 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
         if (j->wino)
             dacl_conv_image_backward_wino(dx, dx2, j->csplit, g + j->dw, g + j->db,
                                           j->dy + n * j->OC * HW, conv_input(j, tid, n), j->t->wu,
-                                          j->C, j->H, j->W, j->OC, member_ws(j->t, tid));
+                                          j->C, j->H, j->W, j->OC, j->wino_dw, member_ws(j->t, tid));
         else
             dacl_conv_image_backward_split(dx, dx2, j->csplit, g + j->dw, g + j->db,
                                            j->dy + n * j->OC * HW, conv_input(j, tid, n), j->w, j->C,
@@ -146,6 +146,8 @@ void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
              .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC};
     j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
+    j.wino_dw = j.wino && dacl_conv3x3_use_wino_dw(C, H, W, OC) &&
+                t->ws_floats >= dacl_wino_dw_scratch_floats(C, OC);
     run(t, job_conv_bwd, &j);
 }
 

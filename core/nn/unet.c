@@ -177,6 +177,11 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
                 if (u > wu) wu = u;
                 if (sc > ws) ws = sc;
             }
+        for (int k = 0; k < 2; k++)
+            if (dacl_conv3x3_use_wino_dw(cin[k], b->H, b->W, b->cout)) {
+                size_t sc = dacl_wino_dw_scratch_floats(cin[k], b->cout);
+                if (sc > ws) ws = sc;
+            }
         size_t img = (size_t)b->cout * b->H * b->W;
         if (img > xb) xb = img;
         if (t > sc) sc = t;

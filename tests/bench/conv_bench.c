@@ -70,9 +70,9 @@ int main(int argc, char **argv) {
                                     {64, 32, 1},  {32, 16, 0},   {16, 4, 0}};
     DaclRng rng;
     dacl_rng_seed(&rng, 7);
-    printf("%5s %5s %5s | %25s | %18s %6s | %13s | %9s %9s %9s %9s %9s\n", "C", "OC", "HxW",
-           "fwd GF/s im2col dir wino", "bwd GF/s im2col dir", "dw dir", "dx dir wino", "rel y",
-           "rel dx", "rel dw", "wino y", "wino dx");
+    printf("%5s %5s %5s | %25s | %18s | %13s | %13s | %9s %9s %9s %9s %9s %9s\n", "C", "OC", "HxW",
+           "fwd GF/s im2col dir wino", "bwd GF/s im2col dir", "dw dir wino", "dx dir wino", "rel y",
+           "rel dx", "rel dw", "wino y", "wino dx", "wino dw");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int C = shapes[s][0], OC = shapes[s][1], H = patch >> shapes[s][2], W = H;
         size_t HW = (size_t)H * W;
@@ -85,9 +85,11 @@ int main(int argc, char **argv) {
         float *ws = falloc(dacl_conv2d_ws(C, H, W, 3), m);
         float *U = falloc(dacl_wino_u_floats(C, OC), 0);
         float *sc = falloc(dacl_wino_scratch_floats(C > OC ? C : OC), 0);
+        float *scw = falloc(dacl_wino_dw_scratch_floats(C, OC), 0);
+        float *dw3 = falloc((size_t)OC * C * 9, m);
         float *y3 = falloc(OC * HW, m), *dx3 = falloc(C * HW, m);
         dacl_wino_weights(U, w, C, OC, 0, OC);
-        double best[7] = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
+        double best[8] = {1e30, 1e30, 1e30, 1e30, 1e30, 1e30, 1e30, 1e30};
         for (int r = 0; r < reps; r++) {
             double t = cpu_now();
             dacl_conv3x3_im2col_forward_rows(y1, x, w, b, C, H, W, OC, 0, H, ws);
@@ -112,20 +114,25 @@ int main(int argc, char **argv) {
             dacl_wino_backward_data(dx3, dx3, C, dy, U, C, H, W, OC, sc);
             double t9 = cpu_now();
             best[5] = fmin(best[5], t8 - t7), best[6] = fmin(best[6], t9 - t8);
+            memset(dw3, 0, (size_t)OC * C * 9 * 4);
+            double t10 = cpu_now();
+            dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, scw);
+            best[7] = fmin(best[7], cpu_now() - t10);
             best[0] = fmin(best[0], t1 - t), best[1] = fmin(best[1], t2 - t1);
             best[2] = fmin(best[2], t4 - t3), best[3] = fmin(best[3], t5 - t4);
         }
         double gf = 2.0 * HW * C * OC * 9 * 1e-9;
         double dxdir = best[3] - best[4]; /* direct backward minus its weight gradient */
-        printf("%5d %5d %5d | %8.1f %7.1f %7.1f | %8.1f %9.1f %6.1f | %6.1f %6.1f | %9.2e %9.2e "
-               "%9.2e %9.2e %9.2e\n",
+        printf("%5d %5d %5d | %8.1f %7.1f %7.1f | %8.1f %9.1f | %6.1f %6.1f | %6.1f %6.1f | %9.2e "
+               "%9.2e %9.2e %9.2e %9.2e %9.2e\n",
                C, OC, H, gf / best[0], gf / best[1], gf / best[5], 2 * gf / best[2], 2 * gf / best[3],
-               gf / best[4], gf / dxdir, gf / best[6], max_rel(y1, y2, OC * HW),
+               gf / best[4], gf / best[7], gf / dxdir, gf / best[6], max_rel(y1, y2, OC * HW),
                max_rel(dx1, dx2, C * HW), max_rel(dw1, dw2, (size_t)OC * C * 9),
-               max_rel(y2, y3, OC * HW), max_rel(dx2, dx3, C * HW));
-        float *bufs[] = {x, w, b, dy, y1, y2, dx1, dx2, dw1, dw2, ws, y3, dx3};
+               max_rel(y2, y3, OC * HW), max_rel(dx2, dx3, C * HW),
+               max_rel(dw2, dw3, (size_t)OC * C * 9));
+        float *bufs[] = {x, w, b, dy, y1, y2, dx1, dx2, dw1, dw2, ws, y3, dx3, dw3};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ffree(bufs[i], m);
-        ffree(U, 0), ffree(sc, 0);
+        ffree(U, 0), ffree(sc, 0), ffree(scw, 0);
     }
     return 0;
 }

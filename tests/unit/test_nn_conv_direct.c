@@ -117,8 +117,8 @@ static void test_direct_matches_im2col(void **state) {
 }
 
 /* Winograd F(2x2,3x3) against the direct kernels: forward on every row and
- * on subranges starting and ending on odd rows (blocks straddle them), and
- * the input gradient split in two. Its error is larger than a reordered sum
+ * on subranges starting and ending on odd rows (blocks straddle them), the
+ * input gradient split in two, and the weight gradient. Its error is larger than a reordered sum
  * (the transforms add and subtract inputs before the products), but of the
  * same order as float roundoff of the largest terms. */
 #define WINO_TOL 2e-5
@@ -162,8 +162,15 @@ static void check_wino(int C, int H, int W, int OC, uint64_t seed) {
     dacl_conv3x3_direct_backward(dxa1, dxb1, csplit, dw, dy, x, w, C, H, W, OC);
     dacl_wino_backward_data(dxa2, dxb2, csplit, dy, U, C, H, W, OC, scratch);
     double ea = rel_diff(dxa2, dxa1, csplit * HW), eb = rel_diff(dxb2, dxb1, (C - csplit) * HW);
-    printf("  winograd  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e\n", C, OC, H, W, ey, ea, eb);
-    assert_true(ea <= WINO_TOL && eb <= WINO_TOL);
+    /* the weight gradient accumulates onto what is there */
+    float *dw2 = frand(&r, nw), *dw3 = fnew(nw), *dsc = fnew(dacl_wino_dw_scratch_floats(C, OC));
+    for (size_t i = 0; i < nw; i++) dw3[i] = dw2[i], dw[i] += dw2[i];
+    dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, dsc);
+    double ew = rel_diff(dw3, dw, nw);
+    printf("  winograd  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e  dw %.1e\n", C, OC, H, W, ey,
+           ea, eb, ew);
+    assert_true(ea <= WINO_TOL && eb <= WINO_TOL && ew <= WINO_TOL);
+    free(dw2), free(dw3), free(dsc);
 
     free(x), free(w), free(b), free(dy), free(U), free(scratch), free(y1), free(y2);
     free(dxa1), free(dxb1), free(dxa2), free(dxb2), free(dw);
@@ -180,6 +187,8 @@ static void test_wino_matches_direct(void **state) {
         {16, 8, 64, 16}, {1, 5, 67, 5},  {3, 1, 16, 9},   {16, 9, 33, 16}, {7, 4, 3, 3},
         {5, 7, 47, 13},  {32, 6, 96, 32}, {2, 3, 17, 1},  {64, 4, 32, 24}, {24, 5, 95, 7},
         {128, 4, 16, 8}, {8, 13, 200, 16},
+        /* the weight gradient in several bands of blocks */
+        {64, 20, 96, 40}, {48, 17, 70, 48},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         check_wino(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 300 + i);
