@@ -626,6 +626,122 @@ static void test_softmax_losses(void **state) {
     for (int i = 0; i < 6; i++) assert_true(d[i] == 0.0f);
 }
 
+/* The ops walk blocks of pixels, class rows inside; against per-pixel loops
+ * in double on a size with several blocks and a ragged tail (HW = 203), ignored
+ * labels (255 and NC), pixels whose labelled probability underflows (CE's
+ * 1e-30 clamp), argmax ties, and gradients accumulated onto nonzero values. */
+static void test_losses_match_plain_loops(void **state) {
+    (void)state;
+    enum { LN = 3, LNC = 5, LHW = 203 };
+    const size_t n = (size_t)LN * LNC * LHW, np = (size_t)LN * LHW;
+    DaclRng r;
+    dacl_rng_seed(&r, 97);
+    float *z = fnew(n), *p = fnew(n), *d0 = fnew(n);
+    double *pr = malloc(n * sizeof(double)), *want = malloc(n * sizeof(double));
+    uint8_t *y = malloc(np), *am = malloc(np);
+    assert_non_null(pr), assert_non_null(want), assert_non_null(y), assert_non_null(am);
+    fill_uniform(&r, z, n, -4, 4);
+    fill_uniform(&r, d0, n, -1e-3f, 1e-3f);
+    for (size_t i = 0; i < np; i++) {
+        uint32_t u = dacl_rng_below(&r, 20);
+        y[i] = u == 18 ? 255 : u == 19 ? (uint8_t)LNC : (uint8_t)(u % LNC);
+    }
+#define AT(b, k, i) (((size_t)(b) * LNC + (k)) * LHW + (i))
+    for (size_t i = 0; i < np; i++) /* -0 + 0 would be +0: an ignored pixel must stay untouched */
+        if (y[i] >= LNC) d0[AT(i / LHW, 0, i % LHW)] = -0.0f;
+    for (int i = 0; i < 6; i++) { /* hopeless: the label's logit 120 below the rest */
+        int b = i % LN, px = 17 + 31 * i;
+        y[(size_t)b * LHW + px] = 2;
+        z[AT(b, 2, px)] = -120.0f;
+    }
+    for (int i = 0; i < 5; i++) /* ties for argmax: the first class wins */
+        z[AT(1, 4, 9 + 40 * i)] = z[AT(1, 1, 9 + 40 * i)] = 9.0f;
+
+    dacl_softmax_forward(p, z, LN, LNC, LHW);
+    for (int i = 0; i < 6; i++) assert_true(p[AT(i % LN, 2, 17 + 31 * i)] < 1e-30f);
+    dacl_argmax(am, z, LN, LNC, LHW);
+    for (int b = 0; b < LN; b++)
+        for (int i = 0; i < LHW; i++) {
+            double m = z[AT(b, 0, i)], s = 0.0;
+            int best = 0;
+            for (int k = 1; k < LNC; k++) {
+                if (z[AT(b, k, i)] > m) m = z[AT(b, k, i)], best = k;
+            }
+            for (int k = 0; k < LNC; k++) s += exp((double)z[AT(b, k, i)] - m);
+            for (int k = 0; k < LNC; k++) {
+                pr[AT(b, k, i)] = exp((double)z[AT(b, k, i)] - m) / s;
+                assert_true(fabs(p[AT(b, k, i)] - pr[AT(b, k, i)]) <= 1e-6 * pr[AT(b, k, i)] + 1e-30);
+            }
+            assert_int_equal(am[(size_t)b * LHW + i], best);
+        }
+
+    /* CE, from the float probabilities it is given */
+    const float scale = 0.7f;
+    float *d = fdup(d0, n);
+    double ce = dacl_ce_loss(d, p, y, LN, LNC, LHW, scale), ref = 0.0;
+    size_t count = 0;
+    for (size_t i = 0; i < np; i++) count += y[i] < LNC;
+    for (int b = 0; b < LN; b++)
+        for (int i = 0; i < LHW; i++) {
+            int t = y[(size_t)b * LHW + i];
+            for (int k = 0; k < LNC; k++)
+                want[AT(b, k, i)] = t < LNC ? d0[AT(b, k, i)] + scale / (double)count * (p[AT(b, k, i)] - (t == k))
+                                            : d0[AT(b, k, i)];
+            if (t < LNC) ref -= log(fmax((double)p[AT(b, t, i)], 1e-30));
+        }
+    ref /= (double)count;
+    assert_true(fabs(ce - ref) <= 1e-7 * ref);
+    for (size_t i = 0; i < n; i++) {
+        if (y[(i / (LNC * LHW)) * LHW + i % LHW] >= LNC)
+            assert_true(memcmp(&d[i], &d0[i], sizeof(float)) == 0); /* untouched */
+        else
+            assert_true(fabs(d[i] - want[i]) <= 1e-6 * fabs(want[i]) + 1e-10);
+    }
+    assert_true(dacl_ce_loss(NULL, p, y, LN, LNC, LHW, scale) == ce);
+
+    /* a NaN probability: through CE at a labelled pixel, unseen at an ignored one */
+    size_t ign = 0, lab = 0;
+    while (y[ign] < LNC) ign++;
+    while (y[lab] >= LNC) lab++;
+    float *pn = fdup(p, n);
+    pn[AT(ign / LHW, 0, ign % LHW)] = NAN;
+    assert_true(dacl_ce_loss(NULL, pn, y, LN, LNC, LHW, 1.0f) == ce);
+    pn[AT(lab / LHW, y[lab], lab % LHW)] = NAN;
+    assert_true(isnan(dacl_ce_loss(NULL, pn, y, LN, LNC, LHW, 1.0f)));
+
+    /* Dice: per class over the batch, then through the softmax */
+    memcpy(d, d0, n * sizeof(float));
+    double dice = dacl_dice_loss(d, p, y, LN, LNC, LHW, scale), dref = 0.0, gmax = 0.0;
+    double I[LNC] = {0}, D[LNC] = {0};
+    for (int b = 0; b < LN; b++)
+        for (int k = 0; k < LNC; k++)
+            for (int i = 0; i < LHW; i++) {
+                double pv = p[AT(b, k, i)];
+                int t = y[(size_t)b * LHW + i] == k;
+                I[k] += pv * t, D[k] += pv * pv + t;
+            }
+    for (int k = 0; k < LNC; k++) D[k] += 1e-5, dref += (1.0 - (2.0 * I[k] + 1e-5) / D[k]) / LNC;
+    assert_true(fabs(dice - dref) <= 1e-9 * dref);
+    for (int b = 0; b < LN; b++)
+        for (int i = 0; i < LHW; i++) {
+            double g[LNC], dot = 0.0;
+            for (int k = 0; k < LNC; k++) {
+                double pv = p[AT(b, k, i)];
+                int t = y[(size_t)b * LHW + i] == k;
+                g[k] = -(2.0 * t * D[k] - 2.0 * pv * (2.0 * I[k] + 1e-5)) / (LNC * D[k] * D[k]);
+                dot += pv * g[k];
+            }
+            for (int k = 0; k < LNC; k++) {
+                double gz = scale * p[AT(b, k, i)] * (g[k] - dot);
+                want[AT(b, k, i)] = gz;
+                gmax = fmax(gmax, fabs(gz));
+            }
+        }
+    for (size_t i = 0; i < n; i++) assert_true(fabs(d[i] - d0[i] - want[i]) <= 1e-4 * gmax);
+#undef AT
+    free(z), free(p), free(d0), free(d), free(pn), free(pr), free(want), free(y), free(am);
+}
+
 /* -------------------------------------------------------------- U-Net -- */
 
 /* The whole network: widths 2-4-8-16-32 at 32x32, batch 2 (planned for 3),
@@ -979,7 +1095,8 @@ int main(void) {
         cmocka_unit_test(test_linear),        cmocka_unit_test(test_bn_act),
         cmocka_unit_test(test_leaky_relu),    cmocka_unit_test(test_dropout_grad),
         cmocka_unit_test(test_maxpool),       cmocka_unit_test(test_concat),
-        cmocka_unit_test(test_softmax_losses), cmocka_unit_test(test_unet),
+        cmocka_unit_test(test_softmax_losses), cmocka_unit_test(test_losses_match_plain_loops),
+        cmocka_unit_test(test_unet),
         cmocka_unit_test(test_unet_team),
         cmocka_unit_test(test_dropout_statistics),
     };
