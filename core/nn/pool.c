@@ -16,6 +16,8 @@ struct DaclPool {
     pthread_cond_t go, done;
     unsigned long gen;     /* bumped for each job */
     int pending;           /* workers still running the current job */
+    int dynamic;           /* the job of generation gen is dacl_pool_run_dynamic's */
+    int open;              /* ... and workers may still join it */
     int quit;
     void (*fn)(void *, int, int);
     void *ctx;
@@ -34,12 +36,17 @@ static void *worker(void *arg) {
     unsigned long seen = 0;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
+        for (;;) {
+            if (p->quit) {
+                pthread_mutex_unlock(&p->mu);
+                return NULL;
+            }
+            if (p->gen != seen && p->dynamic && !p->open) seen = p->gen; /* over without us */
+            if (p->gen != seen) break;
+            pthread_cond_wait(&p->go, &p->mu);
         }
         seen = p->gen;
+        if (p->dynamic) p->pending++;
         void (*fn)(void *, int, int) = p->fn;
         void *ctx = p->ctx;
         pthread_mutex_unlock(&p->mu);
@@ -105,11 +112,37 @@ void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), vo
     p->fn = fn;
     p->ctx = ctx;
     p->pending = p->n - 1;
+    p->dynamic = 0;
     p->gen++;
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
     pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Workers join when they wake, and the caller waits only for those that
+ * joined: one that the system has not run yet (its core busy with another
+ * thread) finds the job over when it wakes, and fn's chunks were taken by
+ * the others meanwhile. */
+void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->pending = 0;
+    p->dynamic = 1;
+    p->open = 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    pthread_mutex_lock(&p->mu);
+    p->open = 0; /* dynamic stays set: a worker waking later skips this generation */
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }

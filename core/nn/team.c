@@ -1,15 +1,83 @@
 /* Ops on a thread team: see team.h for how work is split. */
 #include "team.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops_internal.h"
+
+/* A member's run of chunks [front, back), both in one word so that the
+ * owner (front) and a thief (back) never take the same chunk; one cache
+ * line each. */
+struct TeamRun {
+    _Alignas(64) _Atomic uint64_t v;
+};
+
+int team_alloc_runs(Team *t) {
+    t->runs = aligned_alloc(64, sizeof(struct TeamRun) * (size_t)t->n);
+    t->ximg = malloc(sizeof(int) * (size_t)t->n);
+    return t->runs && t->ximg ? 0 : -1;
+}
+
+void team_free_runs(Team *t) {
+    free(t->runs);
+    free(t->ximg);
+    t->runs = NULL;
+    t->ximg = NULL;
+}
+
+/* before an op of n chunks: member m owns the m-th of n split n ways, and no
+ * member's xbuf holds an image of this op yet */
+static void runs_init(Team *t, int n) {
+    for (int m = 0; m < t->n; m++) {
+        int a, e;
+        dacl_split(n, m, t->n, &a, &e);
+        atomic_store_explicit(&t->runs[m].v, (uint64_t)a << 32 | (uint32_t)e, memory_order_relaxed);
+        t->ximg[m] = -1;
+    }
+}
+
+static int take(struct TeamRun *r, int back) {
+    uint64_t v = atomic_load_explicit(&r->v, memory_order_relaxed);
+    for (;;) {
+        uint32_t f = (uint32_t)(v >> 32), b = (uint32_t)v;
+        if (f >= b) return -1;
+        uint64_t w = back ? (uint64_t)f << 32 | (b - 1) : (uint64_t)(f + 1) << 32 | b;
+        if (atomic_compare_exchange_weak_explicit(&r->v, &v, w, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return (int)(back ? b - 1 : f);
+    }
+}
+
+/* the next chunk for member tid: its own front, else another's back; -1 when
+ * every chunk is taken */
+static int next_chunk(Team *t, int tid) {
+    int k = take(&t->runs[tid], 0);
+    for (int i = 1; k < 0 && i < t->n; i++) k = take(&t->runs[(tid + i) % t->n], 1);
+    return k;
+}
+
+/* Weight-gradient slots: the batch's images in at most this many groups, a
+ * slot of the layer's parameters each, so the slots of any layer fit in
+ * GSLOT_BUDGET floats (16 MiB) or one slot an image, whichever is smaller. */
+#define GSLOT_BUDGET ((size_t)4 << 20)
+
+static int grad_groups(size_t len, int N) {
+    size_t g = GSLOT_BUDGET / (len ? len : 1);
+    if (g < 1) g = 1;
+    return g < (size_t)N ? (int)g : N;
+}
+
+size_t team_grad_slot_floats(size_t len, int N) { return (size_t)grad_groups(len, N) * len; }
 
 #define BN_MOMENTUM 0.1f
 #define BN_EPS 1e-5f
 
 typedef struct {
     Team *t;
+    int groups; /* weight-gradient groups of a convolution's backward */
+    size_t wlen; /* its weight gradient's floats (the bias follows in a slot) */
     float *y, *dx, *dx2;
     const float *x, *w, *b, *dy;
     const XForm *xf;
@@ -26,21 +94,19 @@ typedef struct {
 } Job;
 
 static float *member_ws(const Team *t, int tid) { return t->ws + (size_t)tid * t->ws_floats; }
-static float *member_grads(const Team *t, int tid) {
-    return tid == 0 ? t->grads : t->tgrads + (size_t)(tid - 1) * t->nparams;
-}
 
-static void run(Team *t, void (*fn)(void *, int, int), Job *j) {
+/* run fn on every member over nchunks chunks */
+static void run(Team *t, void (*fn)(void *, int, int), Job *j, int nchunks) {
     j->t = t;
-    dacl_pool_run(t->pool, fn, j);
+    runs_init(t, nchunks);
+    dacl_pool_run_dynamic(t->pool, fn, j);
 }
 
-/* [i0, i1) of n split in 64 chunks a member, so huge n stays in size_t */
-static void split_range(size_t n, int tid, int nt, size_t *i0, size_t *i1) {
-    int a, e;
-    dacl_split(nt * 64, tid, nt, &a, &e);
-    *i0 = n * (size_t)a / ((size_t)nt * 64);
-    *i1 = n * (size_t)e / ((size_t)nt * 64);
+/* element-wise ops: 64 chunks a member; chunk k of K is [i0, i1) of n */
+static int range_chunks(const Team *t) { return 64 * t->n; }
+static void chunk_range(size_t n, int k, int K, size_t *i0, size_t *i1) {
+    *i0 = n * (size_t)k / (size_t)K;
+    *i1 = n * (size_t)(k + 1) / (size_t)K;
 }
 
 /* The input of image n as the convolution sees it: raw, or xform applied
@@ -51,6 +117,8 @@ static const float *conv_input(const Job *j, int tid, int n) {
     const XForm *xf = j->xf;
     if (!xf) return x;
     float *out = j->t->xbuf + (size_t)tid * j->t->xbuf_floats;
+    if (j->t->ximg[tid] == n) return out; /* the previous chunk's image */
+    j->t->ximg[tid] = n;
     const size_t HW = (size_t)j->H * j->W;
     uint32_t thresh = dacl_dropout_threshold(xf->p);
     float keep_scale = xf->p > 0.0f ? 1.0f / (1.0f - xf->p) : 1.0f;
@@ -76,9 +144,8 @@ static const float *conv_input(const Job *j, int tid, int n) {
 
 static void job_wino_u(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->OC, tid, nt, &a, &e);
-    dacl_wino_weights(j->t->wu, j->w, j->C, j->OC, a, e);
+    (void)nt;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) dacl_wino_weights(j->t->wu, j->w, j->C, j->OC, k, k + 1);
 }
 
 /* 1 if the layer takes Winograd in this direction and the team's buffers
@@ -89,17 +156,21 @@ static int wino_prepare(Team *t, const float *w, int C, int H, int W, int OC, in
         t->ws_floats < dacl_wino_scratch_floats(backward ? OC : C))
         return 0;
     Job u = {.w = w, .C = C, .OC = OC};
-    run(t, job_wino_u, &u);
+    run(t, job_wino_u, &u, OC);
     return 1;
 }
 
+/* rows a chunk of a convolution's forward: a multiple of the direct
+ * kernel's 4 and Winograd's 6, so chunks start on their bands */
+#define FWD_ROWS 12
+
 static void job_conv_fwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N * j->H, tid, nt, &a, &e);
+    (void)nt;
     const size_t HW = (size_t)j->H * j->W;
-    while (a < e) {
-        int n = a / j->H, h0 = a % j->H, h1 = e - n * j->H < j->H ? e - n * j->H : j->H;
+    const int nb = (j->H + FWD_ROWS - 1) / FWD_ROWS;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        int n = k / nb, h0 = k % nb * FWD_ROWS, h1 = h0 + FWD_ROWS < j->H ? h0 + FWD_ROWS : j->H;
         float *y = j->y + n * j->OC * HW;
         float *st = j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2 : NULL;
         if (j->wino)
@@ -108,7 +179,6 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
         else
             dacl_conv_image_forward_rows_stats(y, conv_input(j, tid, n), j->w, j->b, j->C, j->H,
                                                j->W, j->OC, 3, h0, h1, member_ws(j->t, tid), st);
-        a = n * j->H + h1;
     }
 }
 
@@ -117,26 +187,84 @@ void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const flo
     Job j = {.y = y, .x = x, .xf = xf, .w = w, .b = b, .N = N, .C = C, .H = H, .W = W, .OC = OC,
              .rowstats = rowstats};
     j.wino = wino_prepare(t, w, C, H, W, OC, 0);
-    run(t, job_conv_fwd, &j);
+    run(t, job_conv_fwd, &j, N * ((H + FWD_ROWS - 1) / FWD_ROWS));
+}
+
+/* the slot of group g: its weight gradient, then its bias gradient */
+static float *group_slot(const Job *j, int g) {
+    return j->t->gslots + (size_t)g * (j->wlen + (size_t)j->OC);
+}
+
+/* where group g's image gradients accumulate: its slot (zeroed), or with no
+ * slots (groups = 0: the team was not planned for this layer, which the
+ * U-Net's planning rules out) the model's gradient itself, one member */
+static void group_grads(const Job *j, int g, float **dw, float **db) {
+    if (j->groups == 0) {
+        *dw = j->t->grads + j->dw, *db = j->t->grads + j->db;
+        return;
+    }
+    *dw = group_slot(j, g), *db = *dw + j->wlen;
+    memset(*dw, 0, sizeof(float) * (j->wlen + (size_t)j->OC));
+}
+
+/* grads[dw..] and grads[db..] += the slots, in group order */
+static void job_sum_slots(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    (void)nt;
+    const size_t len = j->wlen + (size_t)j->OC;
+    const int K = range_chunks(j->t);
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        size_t i0, i1;
+        chunk_range(len, k, K, &i0, &i1);
+        for (size_t i = i0; i < i1; i++) {
+            float *g = j->t->grads + (i < j->wlen ? j->dw + i : j->db + (i - j->wlen));
+            float s = *g;
+            for (int q = 0; q < j->groups; q++) s += group_slot(j, q)[i];
+            *g = s;
+        }
+    }
+}
+
+/* a convolution backward's gradient groups (0: no room, see group_grads)
+ * and the chunks its op has; grad_end sums the slots afterwards */
+static int grad_begin(Team *t, Job *j, size_t wlen) {
+    j->wlen = wlen;
+    j->groups = grad_groups(wlen + (size_t)j->OC, j->N);
+    if ((size_t)j->groups * (wlen + (size_t)j->OC) > t->gslot_floats) j->groups = 0;
+    return j->groups ? j->groups : 1;
+}
+
+static void grad_end(Team *t, Job *j) {
+    if (j->groups) run(t, job_sum_slots, j, range_chunks(t));
+}
+
+/* the images of chunk g */
+static void group_images(const Job *j, int g, int *a, int *e) {
+    if (j->groups == 0) *a = 0, *e = j->N;
+    else dacl_split(j->N, g, j->groups, a, e);
 }
 
 static void job_conv_bwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N, tid, nt, &a, &e);
+    (void)nt;
     const size_t HW = (size_t)j->H * j->W;
-    float *g = member_grads(j->t, tid);
-    for (int n = a; n < e; n++) {
-        float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
-        float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
-        if (j->wino)
-            dacl_conv_image_backward_wino(dx, dx2, j->csplit, g + j->dw, g + j->db,
-                                          j->dy + n * j->OC * HW, conv_input(j, tid, n), j->t->wu,
-                                          j->C, j->H, j->W, j->OC, j->wino_dw, member_ws(j->t, tid));
-        else
-            dacl_conv_image_backward_split(dx, dx2, j->csplit, g + j->dw, g + j->db,
-                                           j->dy + n * j->OC * HW, conv_input(j, tid, n), j->w, j->C,
-                                           j->H, j->W, j->OC, member_ws(j->t, tid));
+    for (int g; (g = next_chunk(j->t, tid)) >= 0;) {
+        float *dw, *db;
+        group_grads(j, g, &dw, &db);
+        int a, e;
+        group_images(j, g, &a, &e);
+        for (int n = a; n < e; n++) {
+            float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
+            float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
+            if (j->wino)
+                dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
+                                              conv_input(j, tid, n), j->t->wu, j->C, j->H, j->W, j->OC,
+                                              j->wino_dw, member_ws(j->t, tid));
+            else
+                dacl_conv_image_backward_split(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
+                                               conv_input(j, tid, n), j->w, j->C, j->H, j->W, j->OC,
+                                               member_ws(j->t, tid));
+        }
     }
 }
 
@@ -145,18 +273,19 @@ void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t
                    int OC) {
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
              .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC};
+    int chunks = grad_begin(t, &j, (size_t)OC * C * 9);
     j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
     j.wino_dw = j.wino && dacl_conv3x3_use_wino_dw(C, H, W, OC) &&
                 t->ws_floats >= dacl_wino_dw_scratch_floats(C, OC);
-    run(t, job_conv_bwd, &j);
+    run(t, job_conv_bwd, &j, chunks);
+    grad_end(t, &j);
 }
 
 static void job_convt_fwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N, tid, nt, &a, &e);
+    (void)nt;
     const size_t HW = (size_t)j->H * j->W;
-    for (int n = a; n < e; n++)
+    for (int n; (n = next_chunk(j->t, tid)) >= 0;)
         dacl_convt_image_forward(j->y + n * j->nstride, j->x + n * j->C * HW, j->w, j->b, j->C, j->H,
                                  j->W, j->OC, member_ws(j->t, tid));
 }
@@ -165,26 +294,31 @@ void team_convt_fwd(Team *t, float *y, size_t y_nstride, const float *x, const f
                     const float *b, int N, int C, int H, int W, int OC) {
     Job j = {.y = y, .nstride = y_nstride, .x = x, .w = w, .b = b, .N = N, .C = C, .H = H, .W = W,
              .OC = OC};
-    run(t, job_convt_fwd, &j);
+    run(t, job_convt_fwd, &j, N);
 }
 
 static void job_convt_bwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N, tid, nt, &a, &e);
+    (void)nt;
     const size_t HW = (size_t)j->H * j->W;
-    float *g = member_grads(j->t, tid);
-    for (int n = a; n < e; n++)
-        dacl_convt_image_backward(j->dx ? j->dx + n * j->C * HW : NULL, g + j->dw, g + j->db,
-                                  j->dy + n * j->OC * 4 * HW, j->x + n * j->C * HW, j->w, j->C, j->H,
-                                  j->W, j->OC, member_ws(j->t, tid));
+    for (int g; (g = next_chunk(j->t, tid)) >= 0;) {
+        float *dw, *db;
+        group_grads(j, g, &dw, &db);
+        int a, e;
+        group_images(j, g, &a, &e);
+        for (int n = a; n < e; n++)
+            dacl_convt_image_backward(j->dx ? j->dx + n * j->C * HW : NULL, dw, db,
+                                      j->dy + n * j->OC * 4 * HW, j->x + n * j->C * HW, j->w, j->C,
+                                      j->H, j->W, j->OC, member_ws(j->t, tid));
+    }
 }
 
 void team_convt_bwd(Team *t, float *dx, size_t dw, size_t db, const float *dy, const float *x,
                     const float *w, int N, int C, int H, int W, int OC) {
     Job j = {.dx = dx, .dw = dw, .db = db, .dy = dy, .x = x, .w = w, .N = N, .C = C, .H = H, .W = W,
              .OC = OC};
-    run(t, job_convt_bwd, &j);
+    run(t, job_convt_bwd, &j, grad_begin(t, &j, (size_t)C * OC * 4));
+    grad_end(t, &j);
 }
 
 /* ---------------------------------------------------------- batchnorm -- */
@@ -213,25 +347,26 @@ void team_bn_prepare(Team *t, int train, float *mean, float *rstd, float *scale,
 
 static void job_bn_apply(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->C, tid, nt, &a, &e);
-    dacl_bn_apply(j->y, j->nstride, j->x, j->cscale, j->cshift, j->N, j->C, j->H, j->slope, a, e);
+    (void)nt;
+    for (int c; (c = next_chunk(j->t, tid)) >= 0;)
+        dacl_bn_apply(j->y, j->nstride, j->x, j->cscale, j->cshift, j->N, j->C, j->H, j->slope, c,
+                      c + 1);
 }
 
 void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, const float *scale,
                    const float *shift, int N, int C, int HW, float slope) {
     Job j = {.y = out, .nstride = out_nstride, .x = in, .cscale = scale, .cshift = shift, .N = N,
              .C = C, .H = HW, .slope = slope};
-    run(t, job_bn_apply, &j);
+    run(t, job_bn_apply, &j, C);
 }
 
 static void job_bn_bwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->C, tid, nt, &a, &e);
+    (void)nt;
     float *g = j->t->grads; /* channels are disjoint: no per-member copy needed */
-    dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, j->y, j->x, j->beta, j->mean, j->rstd,
-                            j->gamma, j->N, j->C, j->H, j->slope, a, e);
+    for (int c; (c = next_chunk(j->t, tid)) >= 0;)
+        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, j->y, j->x, j->beta, j->mean, j->rstd,
+                                j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
 }
 
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, const float *c, const float *beta,
@@ -239,94 +374,87 @@ void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, const float *c,
                  float slope) {
     Job j = {.y = g, .dw = dgamma, .db = dbeta, .x = c, .beta = beta, .mean = (float *)mean,
              .rstd = (float *)rstd, .gamma = gamma, .N = N, .C = C, .H = HW, .slope = slope};
-    run(t, job_bn_bwd, &j);
+    run(t, job_bn_bwd, &j, C);
 }
 
 /* -------------------------------------------------------- element-wise -- */
 
 static void job_dropout(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    size_t i0, i1;
-    split_range(j->n, tid, nt, &i0, &i1);
-    dacl_dropout_range(j->y, j->x, i0, i1, j->p, j->key);
+    (void)nt;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        size_t i0, i1;
+        chunk_range(j->n, k, range_chunks(j->t), &i0, &i1);
+        dacl_dropout_range(j->y, j->x, i0, i1, j->p, j->key);
+    }
 }
 
 void team_dropout(Team *t, float *y, const float *x, size_t n, float p, uint64_t key) {
     Job j = {.y = y, .x = x, .n = n, .p = p, .key = key};
-    run(t, job_dropout, &j);
+    run(t, job_dropout, &j, range_chunks(t));
 }
 
 static void job_add(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    size_t i0, i1;
-    split_range(j->n, tid, nt, &i0, &i1);
-    for (size_t i = i0; i < i1; i++) j->y[i] += j->x[i];
+    (void)nt;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        size_t i0, i1;
+        chunk_range(j->n, k, range_chunks(j->t), &i0, &i1);
+        for (size_t i = i0; i < i1; i++) j->y[i] += j->x[i];
+    }
 }
 
 void team_add(Team *t, float *y, const float *x, size_t n) {
     Job j = {.y = y, .x = x, .n = n};
-    run(t, job_add, &j);
+    run(t, job_add, &j, range_chunks(t));
 }
 
 static void job_pool_fwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N, tid, nt, &a, &e);
-    size_t out_img = (size_t)j->C * j->H * j->W / 4;
-    for (int n = a; n < e; n++)
-        dacl_maxpool2x2_forward(j->y + n * out_img, j->idx + n * out_img, j->x + n * j->nstride, 1, j->C,
-                                j->H, j->W);
+    (void)nt;
+    const size_t plane = (size_t)j->H * j->W, out_plane = plane / 4;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        int n = k / j->C, c = k % j->C;
+        dacl_maxpool2x2_forward(j->y + (size_t)k * out_plane, j->idx + (size_t)k * out_plane,
+                                j->x + n * j->nstride + c * plane, 1, 1, j->H, j->W);
+    }
 }
 
 void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nstride, int N, int C,
                    int H, int W) {
     Job j = {.y = y, .idx = idx, .x = x, .nstride = x_nstride, .N = N, .C = C, .H = H, .W = W};
-    run(t, job_pool_fwd, &j);
+    run(t, job_pool_fwd, &j, N * C);
 }
 
 static void job_pool_bwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    int a, e;
-    dacl_split(j->N * j->C, tid, nt, &a, &e);
+    (void)nt;
     size_t in_plane = (size_t)j->H * j->W, out_plane = in_plane / 4;
-    dacl_maxpool2x2_backward(j->dx + a * in_plane, j->dy + a * out_plane, j->cidx + a * out_plane, 1,
-                             e - a, j->H, j->W);
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;)
+        dacl_maxpool2x2_backward(j->dx + k * in_plane, j->dy + k * out_plane, j->cidx + k * out_plane,
+                                 1, 1, j->H, j->W);
 }
 
 void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H,
                    int W) {
     Job j = {.dx = dx, .dy = dy, .cidx = idx, .N = N, .C = C, .H = H, .W = W};
-    run(t, job_pool_bwd, &j);
+    run(t, job_pool_bwd, &j, N * C);
 }
 
 /* ---------------------------------------------------------- optimiser -- */
 
-static void job_reduce(void *ctx, int tid, int nt) {
-    const Job *j = ctx;
-    const Team *t = j->t;
-    size_t i0, i1;
-    split_range(t->nparams, tid, nt, &i0, &i1);
-    for (int m = 1; m < t->n; m++) {
-        float *g = t->tgrads + (size_t)(m - 1) * t->nparams;
-        for (size_t i = i0; i < i1; i++) t->grads[i] += g[i], g[i] = 0.0f;
-    }
-}
-
-void team_reduce_grads(Team *t) {
-    if (t->n < 2) return;
-    Job j = {0};
-    run(t, job_reduce, &j);
-}
-
 static void job_sgd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
-    size_t i0, i1;
-    split_range(j->n, tid, nt, &i0, &i1);
-    dacl_sgd_step(j->y + i0, j->g + i0, j->buf + i0, i1 - i0, j->lr, j->momentum, j->wd);
+    (void)nt;
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
+        size_t i0, i1;
+        chunk_range(j->n, k, range_chunks(j->t), &i0, &i1);
+        dacl_sgd_step(j->y + i0, j->g + i0, j->buf + i0, i1 - i0, j->lr, j->momentum, j->wd);
+    }
 }
 
 void team_sgd(Team *t, float *w, const float *g, float *buf, size_t n, float lr, float momentum,
               float wd) {
     Job j = {.y = w, .g = g, .buf = buf, .n = n, .lr = lr, .momentum = momentum, .wd = wd};
-    run(t, job_sgd, &j);
+    run(t, job_sgd, &j, range_chunks(t));
 }

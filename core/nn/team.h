@@ -1,10 +1,18 @@
 /* Ops run on a thread team (private to core/nn).
  *
- * Every op is split so that members never write the same memory:
- * convolutions by image (forward also by rows), BN by channel, element-wise
- * ops by range. Weight gradients of convolutions go to a per-member block
- * (member 0 writes the model's own) and team_reduce_grads sums them in member
- * order, so results depend on the thread count but never on timing.
+ * Every op is cut into chunks that write disjoint memory: convolutions by
+ * image and band of rows (forward) or by group of images (backward), BN by
+ * channel, element-wise ops by range. Each member owns an equal run of the
+ * chunks and takes them from its front; a member that runs out takes the
+ * last chunk left in another member's run. So a member that the system
+ * preempts (an HTTP answer, another process) does not hold the others up at
+ * the end of every op, and which member runs a chunk never changes a bit.
+ *
+ * Weight gradients of convolutions go to one slot per group of consecutive
+ * images (the whole batch cut into at most team_grad_slots(...) groups, a
+ * fixed number for the layer and batch) and are summed into the model's
+ * gradient in group order after the op: results depend on neither the
+ * thread count nor timing.
  *
  * An XForm lets a convolution read act(x * scale + shift) (BN + LeakyReLU,
  * optionally followed by dropout) computed one image at a time into a
@@ -30,10 +38,20 @@ typedef struct {
     size_t xbuf_floats;
     float *wu;      /* Winograd weights of the layer at hand, shared (wu_floats) */
     size_t wu_floats;
-    float *grads;   /* the model's gradient block (member 0) */
-    float *tgrads;  /* members 1..n-1, nparams each */
+    float *grads;   /* the model's gradient block */
     size_t nparams;
+    float *gslots;  /* weight-gradient slots of the layer at hand (gslot_floats) */
+    size_t gslot_floats;
+    struct TeamRun *runs; /* n members' runs of chunks (team.c) */
+    int *ximg;      /* n: which image each member's xbuf holds, -1 none */
 } Team;
+
+/* Floats of the gradient slots for a layer of `len` parameters at batch N:
+ * size a Team's gslots for the largest layer and batch. */
+size_t team_grad_slot_floats(size_t len, int N);
+/* Allocate / free the per-member run and image bookkeeping (n members). */
+int team_alloc_runs(Team *t);
+void team_free_runs(Team *t);
 
 typedef struct {
     const float *scale, *shift; /* [C] */
@@ -75,7 +93,6 @@ void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nst
 /* accumulates into dx [N,C,H,W] */
 void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H, int W);
 
-void team_reduce_grads(Team *t);
 void team_sgd(Team *t, float *w, const float *g, float *buf, size_t n, float lr, float momentum,
               float wd);
 

@@ -64,6 +64,7 @@ struct DaclUNet {
     uint64_t last_key;       /* dropout key of the last forward */
     size_t act_floats, idx_bytes, ws_floats, xbuf_floats, scratch_floats, rowstat_floats;
     size_t wu_floats;        /* Winograd weights of the largest layer that takes it */
+    size_t gslot_floats;     /* weight-gradient slots of the largest layer (team.h) */
 };
 
 DaclUNetConfig dacl_unet_default_config(int in_channels, int classes) {
@@ -208,13 +209,21 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
     m->xbuf_floats = xb;
     m->scratch_floats = sc;
     m->rowstat_floats = rs;
+    /* every convolution's weight and bias gradient goes through the slots */
+    size_t gs = 0;
+    for (int t = 0; t + 1 < m->ntensors; t++) {
+        if (m->tensors[t].kind != DACL_PARAM_CONV_W) continue;
+        size_t g = team_grad_slot_floats(m->tensors[t].numel + m->tensors[t + 1].numel, max_n);
+        if (g > gs) gs = g;
+    }
+    m->gslot_floats = gs;
     return DACL_OK;
 }
 
 /* Bytes of the team's per-member buffers for `threads` members. */
 static size_t team_bytes(const DaclUNet *m, int threads) {
     return sizeof(float) * ((m->ws_floats + m->xbuf_floats) * (size_t)threads + m->wu_floats +
-                            m->nparams * (size_t)(threads - 1));
+                            m->gslot_floats);
 }
 
 int dacl_unet_size(const DaclUNetConfig *cfg, int max_n, int h, int w, DaclUNetSize *out) {
@@ -328,7 +337,8 @@ void dacl_unet_free(DaclUNet *m) {
     free(m->rowstats);
     free(m->team.ws);
     free(m->team.xbuf);
-    free(m->team.tgrads);
+    free(m->team.gslots);
+    team_free_runs(&m->team);
     free(m->team.wu);
     free(m);
 }
@@ -336,22 +346,25 @@ void dacl_unet_free(DaclUNet *m) {
 int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool) {
     int nt = dacl_pool_threads(pool);
     Team t = {.pool = pool, .n = nt, .ws_floats = m->ws_floats, .xbuf_floats = m->xbuf_floats,
-              .grads = m->grads, .nparams = m->nparams};
+              .grads = m->grads, .nparams = m->nparams, .gslot_floats = m->gslot_floats};
     t.ws = malloc(sizeof(float) * (m->ws_floats ? m->ws_floats : 1) * nt);
     t.xbuf = alloc_aligned(m->xbuf_floats * nt);
-    t.tgrads = nt > 1 ? calloc(m->nparams * (size_t)(nt - 1), sizeof(float)) : NULL;
+    t.gslots = alloc_aligned(m->gslot_floats);
     t.wu_floats = m->wu_floats;
     t.wu = m->wu_floats ? malloc(sizeof(float) * m->wu_floats) : NULL;
-    if (!t.ws || !t.xbuf || (nt > 1 && !t.tgrads) || (m->wu_floats && !t.wu)) {
+    int runs = team_alloc_runs(&t);
+    if (!t.ws || !t.xbuf || !t.gslots || runs || (m->wu_floats && !t.wu)) {
         free(t.ws);
         free(t.xbuf);
-        free(t.tgrads);
+        free(t.gslots);
+        team_free_runs(&t);
         free(t.wu);
         return DACL_FAIL(DACL_ENOMEM, "out of memory for %d threads' workspaces", nt);
     }
     free(m->team.ws);
     free(m->team.xbuf);
-    free(m->team.tgrads);
+    free(m->team.gslots);
+    team_free_runs(&m->team);
     free(m->team.wu);
     m->team = t;
     return DACL_OK;
@@ -539,6 +552,5 @@ int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, in
         team_pool_bwd(t, m->dskip[l - 1], g, m->idx[l], N, prev->cout, prev->H, prev->W);
         g = m->dskip[l - 1];
     }
-    team_reduce_grads(t);
     return DACL_OK;
 }

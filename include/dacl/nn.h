@@ -48,6 +48,11 @@ int dacl_pool_create(DaclPool **out, int threads);
 void dacl_pool_free(DaclPool *p);
 int dacl_pool_threads(const DaclPool *p); /* 1 for NULL */
 void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
+/* The same for an fn whose members share its work out among themselves as
+ * they come (any member may end up doing all of it): returns once fn has
+ * returned on the caller and on every member that started it; a member the
+ * system has not run by then skips the job instead of being waited for. */
+void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
 /* The contiguous share [begin, end) of `total` items for member tid. */
 void dacl_split(int total, int tid, int nthreads, int *begin, int *end);
 
