@@ -36,8 +36,99 @@ static void add_time(cJSON *o, const char *key, int64_t ms) {
 }
 
 /* a stored JSON text as a JSON value (null if absent or unreadable) */
+/* JSON syntax (RFC 8259) of one value from *p, skipping what follows it;
+ * 0 when malformed. Checks without converting: no number is parsed. */
+static int skip_ws(const char **p) {
+    while (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r') (*p)++;
+    return 1;
+}
+
+static int json_value_ok(const char **p, int depth) {
+    const char *c = *p;
+    if (depth > 64) return 0;
+    skip_ws(&c);
+    if (*c == '{' || *c == '[') {
+        char close = *c == '{' ? '}' : ']';
+        int obj = *c == '{';
+        c++;
+        skip_ws(&c);
+        if (*c == close) {
+            *p = c + 1;
+            return 1;
+        }
+        for (;;) {
+            if (obj) {
+                skip_ws(&c);
+                if (*c != '"' || !json_value_ok(&c, depth + 1)) return 0;
+                skip_ws(&c);
+                if (*c++ != ':') return 0;
+            }
+            if (!json_value_ok(&c, depth + 1)) return 0;
+            skip_ws(&c);
+            if (*c == ',') {
+                c++;
+                continue;
+            }
+            if (*c != close) return 0;
+            *p = c + 1;
+            return 1;
+        }
+    }
+    if (*c == '"') {
+        for (c++; *c != '"'; c++) {
+            if ((unsigned char)*c < 0x20) return 0; /* the end of the text included */
+            if (*c == '\\') {
+                c++;
+                if (*c == 'u') {
+                    for (int k = 1; k <= 4; k++)
+                        if (!((c[k] >= '0' && c[k] <= '9') || ((c[k] | 32) >= 'a' && (c[k] | 32) <= 'f')))
+                            return 0;
+                    c += 4;
+                } else if (!*c || !strchr("\"\\/bfnrt", *c)) {
+                    return 0;
+                }
+            }
+        }
+        *p = c + 1;
+        return 1;
+    }
+    static const char *const words[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++)
+        if (!strncmp(c, words[k], strlen(words[k]))) {
+            *p = c + strlen(words[k]);
+            return 1;
+        }
+    if (*c == '-') c++;
+    if (*c == '0') c++;
+    else if (*c >= '1' && *c <= '9') while (*c >= '0' && *c <= '9') c++;
+    else return 0;
+    if (*c == '.') {
+        if (*++c < '0' || *c > '9') return 0;
+        while (*c >= '0' && *c <= '9') c++;
+    }
+    if (*c == 'e' || *c == 'E') {
+        c++;
+        if (*c == '+' || *c == '-') c++;
+        if (*c < '0' || *c > '9') return 0;
+        while (*c >= '0' && *c <= '9') c++;
+    }
+    *p = c;
+    return 1;
+}
+
+/* 1 if text is exactly one JSON value (surrounding whitespace allowed) */
+static int json_text_ok(const char *text) {
+    const char *p = text;
+    return text && json_value_ok(&p, 0) && skip_ws(&p) && *p == '\0';
+}
+
+/* A JSON text the daemon stored (a config, a metrics record) goes into the
+ * answer as it is: parsing and printing it again cost most of a job answer
+ * (every number through strtod and printf). Checked first, so a database
+ * edited by hand still gives valid JSON: null where its text is not. */
 static void add_raw_json(cJSON *o, const char *key, const char *text) {
-    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    cJSON *v = json_text_ok(text) ? cJSON_CreateRaw(text) : NULL;
+    if (v) cJSON_Minify(v->valuestring); /* the config is stored indented */
     cJSON_AddItemToObject(o, key, v ? v : cJSON_CreateNull());
 }
 
@@ -107,10 +198,8 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
         cJSON_AddNullToObject(o, "warning");
     add_raw_json(o, "latest", j->latest);
     add_raw_json(o, "best", j->best);
-    if (full)
-        cJSON_AddItemToObject(o, "config", config ? config : cJSON_CreateNull());
-    else
-        cJSON_Delete(config);
+    if (full) add_raw_json(o, "config", config ? j->config : NULL);
+    cJSON_Delete(config);
     return o;
 }
 

@@ -106,6 +106,13 @@ req GET "/api/v1/jobs/$id" >/dev/null
 check "the job shows iteration 20 of 20 and a best round" \
   grep -q '"iteration":20,"total":20,"progress":1' "$W/body"
 check "... and its best and latest metrics" grep -q '"best":{"iteration":[0-9]*,"model":"[ab]"' "$W/body"
+# the stored records go into the answer as they are, once checked: one damaged by hand
+# (a number cut short) shows as null, and the rest of the answer is intact
+sqlite3 "$W/var/dacld.db" "PRAGMA busy_timeout = 10000;
+  UPDATE jobs SET latest = '{\"values\":{\"loss\":1e}' WHERE id = $id;" >/dev/null
+code=$(req GET "/api/v1/jobs/$id")
+check "a damaged stored record: 200, latest null, best and config as stored" sh -c \
+  "[ $code = 200 ] && grep -q '\"latest\":null,\"best\":{\"iteration\"' '$W/body' && grep -q '\"config\":{\"name\"' '$W/body'"
 code=$(req GET "/api/v1/jobs/$id/metrics?names=loss,lr")
 check "metrics: 20 points of loss" test "$code" = 200 -a "$(grep -o '"loss":{"step":\[[0-9,]*\]' "$W/body" | tr -cd , | wc -c)" = 19
 code=$(req GET "/api/v1/jobs/$id/metrics?names=loss&max_points=4")
