@@ -48,8 +48,9 @@ int dacl_conv3x3_direct_available(void) {
 
 #if HAVE_DIRECT
 
+#include "ops_avx512.h"
+
 #define OB 8 /* output channels a tile */
-#define VL 16
 
 typedef struct {
     const float *x; /* input [CI,H,W] */
@@ -57,14 +58,6 @@ typedef struct {
     ptrdiff_t so, si;
     int flip, CI, CO, H, W;
 } Direct;
-
-/* lanes l of a vector whose element l is x[start + l]: those with 0 <= start + l < W */
-static inline __mmask16 lane_mask(int start, int W) {
-    int lo = start < 0 ? -start : 0, hi = W - start;
-    if (hi > VL) hi = VL;
-    if (hi <= lo) return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
 
 /* Row h of output channels [o0, o0+nout) (nout <= OB; missing channels
  * repeat the last one and are not stored), pixel vectors starting at w0.

@@ -47,6 +47,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_WINO 1
 #include <immintrin.h>
+
+#include "ops_avx512.h"
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define TILE static inline __attribute__((always_inline, target("avx512f,fma")))
 #else
@@ -55,7 +57,9 @@
 
 #define OB 8  /* output channels a tile */
 #define PVM 3 /* entries (vectors of 16 blocks) a tile */
-#define VL 16
+#ifndef VL
+#define VL 16 /* floats a vector, as in ops_avx512.h */
+#endif
 
 size_t dacl_wino_u_floats(int C, int OC) { return (size_t)16 * C * OC; }
 
@@ -107,13 +111,6 @@ typedef struct {
     ptrdiff_t so, si, sp; /* U of position p, kernel output o, input i: U[perm(p)*sp + o*so + i*si] */
     int flip, CI, CO, H, W;
 } Wino;
-
-static inline __mmask16 lane_mask(int start, int W) {
-    int lo = start < 0 ? -start : 0, hi = W - start;
-    if (hi > VL) hi = VL;
-    if (hi <= lo) return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
 
 /* position p of the flipped kernel is position perm(p) of U: rows and
  * columns 0 and 3 swap */

@@ -103,7 +103,11 @@ void dacl_pool_free(DaclPool *p) {
 
 int dacl_pool_threads(const DaclPool *p) { return p ? p->n : 1; }
 
-void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+/* Hand fn to the workers, run it as member 0, wait. dynamic: workers join
+ * when they wake and only those that joined are waited for; one that the
+ * system has not run yet (its core busy with another thread) finds the job
+ * over when it wakes, fn's work having been taken by the others meanwhile. */
+static void pool_run(DaclPool *p, void (*fn)(void *, int, int), void *ctx, int dynamic) {
     if (!p || p->n == 1) {
         fn(ctx, 0, 1);
         return;
@@ -111,31 +115,8 @@ void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), vo
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->dynamic = 0;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    fn(ctx, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* Workers join when they wake, and the caller waits only for those that
- * joined: one that the system has not run yet (its core busy with another
- * thread) finds the job over when it wakes, and fn's chunks were taken by
- * the others meanwhile. */
-void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
-    if (!p || p->n == 1) {
-        fn(ctx, 0, 1);
-        return;
-    }
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn;
-    p->ctx = ctx;
-    p->pending = 0;
-    p->dynamic = 1;
+    p->pending = dynamic ? 0 : p->n - 1;
+    p->dynamic = dynamic;
     p->open = 1;
     p->gen++;
     pthread_cond_broadcast(&p->go);
@@ -145,6 +126,14 @@ void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthre
     p->open = 0; /* dynamic stays set: a worker waking later skips this generation */
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+    pool_run(p, fn, ctx, 0);
+}
+
+void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+    pool_run(p, fn, ctx, 1);
 }
 
 void dacl_split(int total, int tid, int nthreads, int *begin, int *end) {
