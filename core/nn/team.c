@@ -216,11 +216,14 @@ static void job_sum_slots(void *ctx, int tid, int nt) {
     for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
         size_t i0, i1;
         chunk_range(len, k, K, &i0, &i1);
-        for (size_t i = i0; i < i1; i++) {
-            float *g = j->t->grads + (i < j->wlen ? j->dw + i : j->db + (i - j->wlen));
-            float s = *g;
-            for (int q = 0; q < j->groups; q++) s += group_slot(j, q)[i];
-            *g = s;
+        /* the weight part [i0, iw), then the bias part [iw, i1); each
+         * element gets the groups added one after the other, slot by slot */
+        size_t iw = i1 < j->wlen ? i1 : i0 > j->wlen ? i0 : j->wlen;
+        float *gw = j->t->grads + j->dw, *gb = j->t->grads + j->db;
+        for (int q = 0; q < j->groups; q++) {
+            const float *sl = group_slot(j, q);
+            for (size_t i = i0; i < iw; i++) gw[i] += sl[i];
+            for (size_t i = iw; i < i1; i++) gb[i - j->wlen] += sl[i];
         }
     }
 }
