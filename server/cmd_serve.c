@@ -50,6 +50,7 @@ static void serve_usage(FILE *f) {
             "                   [--workers N] [--token-file F] [--http-threads N] [--max-body BYTES]\n"
             "                   [--max-upload BYTES] [--web-root DIR] [--connection-timeout S]\n"
             "                   [--request-timeout S] [--max-connections N] [--max-connections-per-ip N]\n"
+            "                   [--train-nice N]\n"
             "\n"
             "Runs the REST daemon: jobs are submitted over HTTP, trained by N workers, and kept\n"
             "with every metric in DIR/dacld.db (SQLite). Settings come from the defaults, then\n"
@@ -71,6 +72,8 @@ static void serve_usage(FILE *f) {
             "                          longer than S seconds to arrive (default 300)\n"
             "  --max-connections N     open connections at most (default 1000)\n"
             "  --max-connections-per-ip N  the same per client address (default 64)\n"
+            "  --train-nice N      training threads run at nice N (0..19, default 5) so that\n"
+            "                      answers never queue behind training for a core; 0: none\n"
             "\n"
             "SIGTERM or SIGINT stops it cleanly (running jobs checkpoint and resume at the next\n"
             "start); a second signal stops it at once.\n");
@@ -102,6 +105,7 @@ static const Option options[] = {
     {"request_timeout", OPT_INT, offsetof(ServeConfig, request_timeout), 0, 1, 86400},
     {"max_connections", OPT_INT, offsetof(ServeConfig, max_connections), 0, 4, 100000},
     {"max_connections_per_ip", OPT_INT, offsetof(ServeConfig, max_connections_per_ip), 0, 1, 100000},
+    {"train_nice", OPT_INT, offsetof(ServeConfig, train_nice), 0, 0, 19},
 };
 #define NOPTIONS ((int)(sizeof options / sizeof options[0]))
 
@@ -278,6 +282,7 @@ int cmd_serve(int argc, char **argv) {
     c->request_timeout = 300;
     c->max_connections = 1000;
     c->max_connections_per_ip = 64;
+    c->train_nice = 5;
     const char *env_config = getenv("DACLD_CONFIG");
     if ((env_config && *env_config && read_config_file(c, env_config)) || parse_flags(c, argc, argv, 1) ||
         read_environment(c) || parse_flags(c, argc, argv, 0)) {
@@ -290,11 +295,11 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr,
             "dacld %s: serve listen=%s state=%s data_root=%s%s web_root=%s%s workers=%d http_threads=%d "
             "max_body=%zu max_upload=%zu connection_timeout=%d request_timeout=%d max_connections=%d "
-            "max_connections_per_ip=%d token=%s\n",
+            "max_connections_per_ip=%d train_nice=%d token=%s\n",
             DACL_VERSION, c->listen, c->state, c->data_root, s.data_root_real[0] ? "" : " (missing)", c->web_root,
             s.web_root_real[0] ? "" : " (missing: no dashboard)", c->workers, c->http_threads, c->max_body,
             c->max_upload, c->connection_timeout, c->request_timeout, c->max_connections,
-            c->max_connections_per_ip, s.token[0] ? "required" : "none");
+            c->max_connections_per_ip, c->train_nice, s.token[0] ? "required" : "none");
     if (pipe(signal_pipe) != 0) {
         fprintf(stderr, "dacld serve: pipe: %s\n", strerror(errno));
         return 1;

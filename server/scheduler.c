@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,6 +412,15 @@ out:
 static void *worker_main(void *arg) {
     Worker *w = arg;
     Scheduler *sc = w->sc;
+    /* Training below the HTTP threads: an answer then takes a core from
+     * training at once instead of queueing for a scheduler slice (p99 over
+     * 10 ms under load without it). Linux keeps nice per thread, and the
+     * threads a job starts inherit this one's. Raising it needs no
+     * privilege; on failure training just runs at the daemon's. */
+    int nice = sc->s->cfg.train_nice;
+    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
+        fprintf(stderr, "dacld: cannot lower the training threads' priority (nice %d): %s\n", nice,
+                strerror(errno));
     for (;;) {
         pthread_mutex_lock(&sc->mu);
         unsigned long gen = sc->gen;

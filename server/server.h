@@ -32,6 +32,7 @@ typedef struct {
     int request_timeout;       /* seconds a request may take to arrive, body included */
     int max_connections;       /* open connections, all clients together */
     int max_connections_per_ip;
+    int train_nice;            /* nice value of the training threads, above the HTTP threads' */
 } ServeConfig;
 
 typedef struct {
