@@ -9,10 +9,12 @@
  * the end of every op, and which member runs a chunk never changes a bit.
  *
  * Weight gradients of convolutions go to one slot per group of consecutive
- * images (the whole batch cut into at most team_grad_slots(...) groups, a
- * fixed number for the layer and batch) and are summed into the model's
- * gradient in group order after the op: results depend on neither the
- * thread count nor timing.
+ * images (as many groups as the batch has images, fewer for layers so large
+ * that 16 MiB of slots would not hold them: a number fixed by the layer and
+ * the batch) and are summed into the model's gradient in group order after
+ * the op: results depend on neither the thread count nor timing. The fork-
+ * join does not wait for a member that has not started when the others are
+ * done (dacl_pool_run_dynamic).
  *
  * An XForm lets a convolution read act(x * scale + shift) (BN + LeakyReLU,
  * optionally followed by dropout) computed one image at a time into a
