@@ -44,6 +44,20 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return scale > 0.0 ? worst / scale : worst;
 }
 
+/* y, filled with 1234 and then given rows [h0, h1): those rows match ref to
+ * tol (relative, with a floor of 1), every other value is still 1234 */
+static void assert_rows_only(const float *y, const float *ref, int OC, int H, int W, int h0, int h1,
+                             double tol) {
+    const size_t HW = (size_t)H * W;
+    for (int oc = 0; oc < OC; oc++)
+        for (int h = 0; h < H; h++)
+            for (int q = 0; q < W; q++) {
+                size_t i = oc * HW + (size_t)h * W + q;
+                if (h < h0 || h >= h1) assert_true(y[i] == 1234.0f);
+                else assert_true(fabs((double)y[i] - ref[i]) <= tol * (1.0 + fabs((double)ref[i])));
+            }
+}
+
 #define TOL 1e-5
 
 static void check_shape(int C, int H, int W, int OC, uint64_t seed) {
@@ -61,13 +75,7 @@ static void check_shape(int C, int H, int W, int OC, uint64_t seed) {
     int h0 = H / 3, h1 = H - H / 4;
     for (size_t i = 0; i < OC * HW; i++) y2[i] = 1234.0f;
     dacl_conv3x3_direct_forward_rows(y2, x, w, b, C, H, W, OC, h0, h1);
-    for (int oc = 0; oc < OC; oc++)
-        for (int h = 0; h < H; h++)
-            for (int q = 0; q < W; q++) {
-                size_t i = oc * HW + (size_t)h * W + q;
-                if (h < h0 || h >= h1) assert_true(y2[i] == 1234.0f);
-                else assert_true(fabs((double)y2[i] - y1[i]) <= TOL * (1.0 + fabs((double)y1[i])) * 10);
-            }
+    assert_rows_only(y2, y1, OC, H, W, h0, h1, TOL * 10);
 
     /* backward: dx split at csplit, dw accumulating onto a nonzero start */
     int csplit = C > 1 ? C / 2 + 1 : C;
@@ -143,13 +151,7 @@ static void check_wino(int C, int H, int W, int OC, uint64_t seed) {
         int h0 = bands[k][0], h1 = bands[k][1];
         for (size_t i = 0; i < OC * HW; i++) y2[i] = 1234.0f;
         dacl_wino_forward_rows(y2, x, U, b, C, H, W, OC, h0, h1, scratch);
-        for (int oc = 0; oc < OC; oc++)
-            for (int h = 0; h < H; h++)
-                for (int q = 0; q < W; q++) {
-                    size_t i = oc * HW + (size_t)h * W + q;
-                    if (h < h0 || h >= h1) assert_true(y2[i] == 1234.0f);
-                    else assert_true(fabs((double)y2[i] - y1[i]) <= WINO_TOL * (1.0 + fabs((double)y1[i])) * 10);
-                }
+        assert_rows_only(y2, y1, OC, H, W, h0, h1, WINO_TOL * 10);
     }
 
     int csplit = C > 1 ? C / 2 + 1 : C;
