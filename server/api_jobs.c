@@ -124,10 +124,11 @@ static int json_text_ok(const char *text) {
 
 /* A JSON text the daemon stored (a config, a metrics record) goes into the
  * answer as it is: parsing and printing it again cost most of a job answer
- * (every number through strtod and printf). Checked first, so a database
- * edited by hand still gives valid JSON: null where its text is not. */
-static void add_raw_json(cJSON *o, const char *key, const char *text) {
-    cJSON *v = json_text_ok(text) ? cJSON_CreateRaw(text) : NULL;
+ * (every number through strtod and printf). Checked first unless the caller
+ * has parsed it already (valid), so a database edited by hand still gives
+ * valid JSON: null where its text is not. */
+static void add_raw_json(cJSON *o, const char *key, const char *text, int valid) {
+    cJSON *v = text && (valid || json_text_ok(text)) ? cJSON_CreateRaw(text) : NULL;
     if (v) cJSON_Minify(v->valuestring); /* the config is stored indented */
     cJSON_AddItemToObject(o, key, v ? v : cJSON_CreateNull());
 }
@@ -196,9 +197,9 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
         cJSON_AddStringToObject(o, "warning", warning);
     else
         cJSON_AddNullToObject(o, "warning");
-    add_raw_json(o, "latest", j->latest);
-    add_raw_json(o, "best", j->best);
-    if (full) add_raw_json(o, "config", config ? j->config : NULL);
+    add_raw_json(o, "latest", j->latest, 0);
+    add_raw_json(o, "best", j->best, 0);
+    if (full) add_raw_json(o, "config", config ? j->config : NULL, 1); /* parsed above */
     cJSON_Delete(config);
     return o;
 }
