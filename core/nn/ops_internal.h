@@ -53,8 +53,11 @@ void dacl_bn_prepare_eval(float *scale, float *shift, const float *gamma, const 
 void dacl_bn_apply(float *out, size_t out_nstride, const float *in, const float *scale,
                    const float *shift, int N, int C, int HW, float slope, int c0, int c1);
 /* backward that takes the activation's derivative from the input and the
- * affine (beta) instead of reading the forward output */
-void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
+ * affine (beta) instead of reading the forward output. dbias (may be NULL)
+ * [C] += the sum over the channel of the dx it writes: the bias gradient of
+ * the convolution whose output `in` is, so that convolution's backward need
+ * not read dx again for it. */
+void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbias, const float *dy,
                              const float *in, const float *beta, const float *mean, const float *rstd,
                              const float *gamma, int N, int C, int HW, float slope, int c0, int c1);
 

@@ -145,10 +145,11 @@ static inline float dz_of(float g, const float *out, float x, float scale, float
     return pos ? g : g * slope;
 }
 
-static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                        const float *out, const float *in, const float *beta,
-                                        const float *mean, const float *rstd, const float *gamma,
-                                        int N, int C, int HW, float slope, int c0, int c1) {
+static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, float *dbias,
+                                        const float *dy, const float *out, const float *in,
+                                        const float *beta, const float *mean, const float *rstd,
+                                        const float *gamma, int N, int C, int HW, float slope, int c0,
+                                        int c1) {
     const double M = (double)N * HW;
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], r = rstd[c];
@@ -175,25 +176,41 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
         }
         dgamma[c] += (float)sdzx;
         dbeta[c] += (float)sdz;
-        /* dx = gamma * rstd * (dz - mean(dz) - xhat * mean(dz * xhat)) */
+        /* dx = gamma * rstd * (dz - mean(dz) - xhat * mean(dz * xhat)); its
+         * sum over the channel is the bias gradient of the convolution that
+         * produced `in`, taken here while dx is in registers */
         float k = gamma[c] * r, mdz = (float)(sdz / M), mdzx = (float)(sdzx / M) * r;
+        double sdx = 0.0;
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
             float *d = dx + o;
-            for (int i = 0; i < HW; i++) {
+            float a3[LANES] = {0};
+            int i = 0;
+            for (; i + LANES <= HW; i += LANES)
+                for (int l = 0; l < LANES; l++) {
+                    float dz = dz_of(g[i + l], y, x[i + l], scale, shift, (size_t)(i + l), slope);
+                    float v = k * (dz - mdz - (x[i + l] - mu) * mdzx);
+                    d[i + l] = v;
+                    a3[l] += v;
+                }
+            for (; i < HW; i++) {
                 float dz = dz_of(g[i], y, x[i], scale, shift, (size_t)i, slope);
-                d[i] = k * (dz - mdz - (x[i] - mu) * mdzx);
+                float v = k * (dz - mdz - (x[i] - mu) * mdzx);
+                d[i] = v;
+                a3[0] += v;
             }
+            for (int l = 0; l < LANES; l++) sdx += a3[l];
         }
+        if (dbias) dbias[c] += (float)sdx;
     }
 }
 
-void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, const float *dy,
+void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbias, const float *dy,
                              const float *in, const float *beta, const float *mean, const float *rstd,
                              const float *gamma, int N, int C, int HW, float slope, int c0, int c1) {
-    bn_act_backward_core(dx, dgamma, dbeta, dy, NULL, in, beta, mean, rstd, gamma, N, C, HW, slope, c0,
-                         c1);
+    bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, NULL, in, beta, mean, rstd, gamma, N, C, HW,
+                         slope, c0, c1);
 }
 
 void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
@@ -214,7 +231,8 @@ void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, c
 void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                           const float *out, const float *in, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int HW, float slope) {
-    bn_act_backward_core(dx, dgamma, dbeta, dy, out, in, NULL, mean, rstd, gamma, N, C, HW, slope, 0, C);
+    bn_act_backward_core(dx, dgamma, dbeta, NULL, dy, out, in, NULL, mean, rstd, gamma, N, C, HW, slope,
+                         0, C);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {

@@ -82,7 +82,8 @@ typedef struct {
     const float *x, *w, *b, *dy;
     const XForm *xf;
     int N, C, H, W, OC, csplit, train, wino, wino_dw;
-    size_t nstride, dw, db, n;
+    int nobias; /* a convolution's bias gradient is summed elsewhere (TEAM_BIAS_DONE) */
+    size_t nstride, dw, db, dbias, n;
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
     const float *gamma, *beta, *cscale, *cshift;
     float slope, p, lr, momentum, wd;
@@ -197,21 +198,22 @@ static float *group_slot(const Job *j, int g) {
 
 /* where group g's image gradients accumulate: its slot (zeroed), or with no
  * slots (groups = 0: the team was not planned for this layer, which the
- * U-Net's planning rules out) the model's gradient itself, one member */
+ * U-Net's planning rules out) the model's gradient itself, one member; db
+ * NULL where the bias gradient is summed elsewhere */
 static void group_grads(const Job *j, int g, float **dw, float **db) {
     if (j->groups == 0) {
-        *dw = j->t->grads + j->dw, *db = j->t->grads + j->db;
+        *dw = j->t->grads + j->dw, *db = j->nobias ? NULL : j->t->grads + j->db;
         return;
     }
-    *dw = group_slot(j, g), *db = *dw + j->wlen;
-    memset(*dw, 0, sizeof(float) * (j->wlen + (size_t)j->OC));
+    *dw = group_slot(j, g), *db = j->nobias ? NULL : *dw + j->wlen;
+    memset(*dw, 0, sizeof(float) * (j->wlen + (j->nobias ? 0 : (size_t)j->OC)));
 }
 
 /* grads[dw..] and grads[db..] += the slots, in group order */
 static void job_sum_slots(void *ctx, int tid, int nt) {
     const Job *j = ctx;
     (void)nt;
-    const size_t len = j->wlen + (size_t)j->OC;
+    const size_t len = j->wlen + (j->nobias ? 0 : (size_t)j->OC);
     const int K = range_chunks(j->t);
     for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
         size_t i0, i1;
@@ -275,7 +277,7 @@ void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t
                    const float *x, const XForm *xf, const float *w, int N, int C, int H, int W,
                    int OC) {
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
-             .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC};
+             .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC, .nobias = db == TEAM_BIAS_DONE};
     int chunks = grad_begin(t, &j, (size_t)OC * C * 9);
     j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
     j.wino_dw = j.wino && dacl_conv3x3_use_wino_dw(C, H, W, OC) &&
@@ -367,16 +369,18 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
     const Job *j = ctx;
     (void)nt;
     float *g = j->t->grads; /* channels are disjoint: no per-member copy needed */
+    float *dbias = j->dbias == TEAM_BIAS_DONE ? NULL : g + j->dbias;
     for (int c; (c = next_chunk(j->t, tid)) >= 0;)
-        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, j->y, j->x, j->beta, j->mean, j->rstd,
-                                j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
+        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->x, j->beta, j->mean,
+                                j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
 }
 
-void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, const float *c, const float *beta,
-                 const float *mean, const float *rstd, const float *gamma, int N, int C, int HW,
-                 float slope) {
-    Job j = {.y = g, .dw = dgamma, .db = dbeta, .x = c, .beta = beta, .mean = (float *)mean,
-             .rstd = (float *)rstd, .gamma = gamma, .N = N, .C = C, .H = HW, .slope = slope};
+void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const float *c,
+                 const float *beta, const float *mean, const float *rstd, const float *gamma, int N,
+                 int C, int HW, float slope) {
+    Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .x = c, .beta = beta,
+             .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N, .C = C, .H = HW,
+             .slope = slope};
     run(t, job_bn_bwd, &j, C);
 }
 

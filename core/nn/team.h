@@ -65,9 +65,14 @@ typedef struct {
 /* y [N,OC,H,W] = conv3x3(x or xform(x)); rowstats [N,OC,H,2] when non-NULL */
 void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const float *w,
                    const float *b, int N, int C, int H, int W, int OC, float *rowstats);
-/* dw/db: offsets of the weight and bias in the gradient block. dx (may be
- * NULL) gets channels [0, csplit), dx2 channels [csplit, C) (csplit = C: all
- * to dx). x as given to the forward, with the same xform. */
+/* db for a convolution whose bias gradient another op sums (team_bn_bwd's
+ * dbias, for the convolutions a BatchNorm follows) */
+#define TEAM_BIAS_DONE ((size_t)-1)
+
+/* dw/db: offsets of the weight and bias in the gradient block (db may be
+ * TEAM_BIAS_DONE). dx (may be NULL) gets channels [0, csplit), dx2 channels
+ * [csplit, C) (csplit = C: all to dx). x as given to the forward, with the
+ * same xform. */
 void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
                    const float *x, const XForm *xf, const float *w, int N, int C, int H, int W, int OC);
 /* y image n at y + n * y_nstride, [OC,2H,2W] */
@@ -82,10 +87,12 @@ void team_bn_prepare(Team *t, int train, float *mean, float *rstd, float *scale,
                      float *rvar, int N, int C, int H, int W);
 void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, const float *scale,
                    const float *shift, int N, int C, int HW, float slope);
-/* in place on g; dgamma/dbeta: offsets in the gradient block */
-void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, const float *c, const float *beta,
-                 const float *mean, const float *rstd, const float *gamma, int N, int C, int HW,
-                 float slope);
+/* in place on g; dgamma/dbeta/dbias: offsets in the gradient block, dbias
+ * (TEAM_BIAS_DONE: none) that of the bias of the convolution that produced
+ * c, which gets the sum of the gradient written to g */
+void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const float *c,
+                 const float *beta, const float *mean, const float *rstd, const float *gamma, int N,
+                 int C, int HW, float slope);
 
 void team_dropout(Team *t, float *y, const float *x, size_t n, float p, uint64_t key);
 void team_add(Team *t, float *y, const float *x, size_t n);

@@ -498,19 +498,20 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
 /* ---------------------------------------------------------- backward -- */
 
 /* dy in g (overwritten); tmp is scratch. The input gradient goes to dx
- * (channels [0, csplit)) and dx2 (the rest); dx NULL: not needed. */
+ * (channels [0, csplit)) and dx2 (the rest); dx NULL: not needed. Each BN's
+ * backward also sums the bias gradient of the convolution before it. */
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, float *dx, float *dx2,
                            int csplit, uint64_t key) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
-    team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), b->c2, P(m, t + 7), b->m2, b->r2,
-                P(m, t + 6), N, C, HW, LRELU);
+    team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), OFF(m, t + 5), b->c2, P(m, t + 7), b->m2,
+                b->r2, P(m, t + 6), N, C, HW, LRELU);
     XForm xf = block_xform(b, 1, key);
-    team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), OFF(m, t + 5), g, b->c1, &xf, P(m, t + 4), N,
-                  C, b->H, b->W, C);
+    team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf, P(m, t + 4),
+                  N, C, b->H, b->W, C);
     if (b->p > 0.0f) team_dropout(&m->team, tmp, tmp, (size_t)N * C * HW, b->p, key);
-    team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), b->c1, P(m, t + 3), b->m1, b->r1,
-                P(m, t + 2), N, C, HW, LRELU);
-    team_conv_bwd(&m->team, dx, dx2, csplit, OFF(m, t), OFF(m, t + 1), tmp, b->x, NULL, P(m, t), N,
+    team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), OFF(m, t + 1), b->c1, P(m, t + 3), b->m1,
+                b->r1, P(m, t + 2), N, C, HW, LRELU);
+    team_conv_bwd(&m->team, dx, dx2, csplit, OFF(m, t), TEAM_BIAS_DONE, tmp, b->x, NULL, P(m, t), N,
                   b->cin, b->H, b->W, C);
 }
 
