@@ -56,10 +56,14 @@ void dacl_bn_apply(float *out, size_t out_nstride, const float *in, const float 
  * affine (beta) instead of reading the forward output. dbias (may be NULL)
  * [C] += the sum over the channel of the dx it writes: the bias gradient of
  * the convolution whose output `in` is, so that convolution's backward need
- * not read dx again for it. */
+ * not read dx again for it. mask (may be NULL): dy is read through the
+ * backward of a dropout of probability p with these keep bits ([N,C] planes,
+ * see dacl_mask_words), as dacl_dropout_range would have written it, so dx
+ * is the same to the bit without that pass over dy. */
 void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbias, const float *dy,
-                             const float *in, const float *beta, const float *mean, const float *rstd,
-                             const float *gamma, int N, int C, int HW, float slope, int c0, int c1);
+                             const uint64_t *mask, float p, const float *in, const float *beta,
+                             const float *mean, const float *rstd, const float *gamma, int N, int C,
+                             int HW, float slope, int c0, int c1);
 
 /* dropout on elements [i0, i1) of out/in (the mask depends on the global index) */
 void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float p, uint64_t key);
@@ -82,6 +86,17 @@ static inline int dacl_dropout_keep(uint64_t key, size_t i, uint32_t thresh) {
     uint32_t u = dacl_mix32(dacl_mix32(lo ^ (uint32_t)key) + (uint32_t)(key >> 32));
     return (u >> 8) >= thresh;
 }
+/* the scale of the elements dropout keeps (dacl_dropout_range's) */
+static inline float dacl_dropout_scale(float p) { return 1.0f / (1.0f - p); }
+
+/* Dropout's keep decisions kept as bits, drawn once in the training forward
+ * and read by the backward instead of hashing again: a plane of HW elements
+ * takes dacl_mask_words(HW) words, element i at bit i % 64 of word i / 64.
+ * Planes start on a word, so 16 consecutive elements from a multiple of 16
+ * have their bits in one word. */
+static inline size_t dacl_mask_words(size_t HW) { return (HW + 63) / 64; }
+/* the bits of a plane whose element i has the global index base + i */
+void dacl_dropout_bits(uint64_t *bits, size_t HW, uint64_t key, size_t base, uint32_t thresh);
 
 /* one image's conv3x3 backward with the input gradient split by channel:
  * channels [0, csplit) go to dx, [csplit, C) to dx2 (a concat's two parts) */

@@ -145,12 +145,26 @@ static inline float dz_of(float g, const float *out, float x, float scale, float
     return pos ? g : g * slope;
 }
 
+/* The gradient element i of a plane as dropout's backward leaves it: g
+ * where there is no mask (mb NULL), else g * ks where bit l of mk (the
+ * plane's bits from i - l on) is set and 0 where not. */
+static inline float undrop(float g, const uint64_t *mb, uint32_t mk, int l, float ks) {
+    return !mb ? g : mk >> l & 1 ? g * ks : 0.0f;
+}
+
+/* the bits of plane elements [i, i + 16) (i a multiple of 16) in the low 16 */
+static inline uint32_t mask16(const uint64_t *mb, int i) {
+    return mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0;
+}
+
 static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, float *dbias,
-                                        const float *dy, const float *out, const float *in,
-                                        const float *beta, const float *mean, const float *rstd,
-                                        const float *gamma, int N, int C, int HW, float slope, int c0,
-                                        int c1) {
+                                        const float *dy, const uint64_t *mask, float p,
+                                        const float *out, const float *in, const float *beta,
+                                        const float *mean, const float *rstd, const float *gamma,
+                                        int N, int C, int HW, float slope, int c0, int c1) {
     const double M = (double)N * HW;
+    const size_t mw = dacl_mask_words((size_t)HW);
+    const float ks = mask ? dacl_dropout_scale(p) : 1.0f;
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], r = rstd[c];
         float scale = gamma[c] * r, shift = beta ? beta[c] - mu * scale : 0.0f;
@@ -159,16 +173,21 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
+            const uint64_t *mb = mask ? mask + ((size_t)n * C + c) * mw : NULL;
             float a1[LANES] = {0}, a2[LANES] = {0};
             int i = 0;
-            for (; i + LANES <= HW; i += LANES)
+            for (; i + LANES <= HW; i += LANES) {
+                const uint32_t mk = mask16(mb, i);
                 for (int l = 0; l < LANES; l++) {
-                    float dz = dz_of(g[i + l], y, x[i + l], scale, shift, (size_t)(i + l), slope);
+                    float gl = undrop(g[i + l], mb, mk, l, ks);
+                    float dz = dz_of(gl, y, x[i + l], scale, shift, (size_t)(i + l), slope);
                     a1[l] += dz;
                     a2[l] += dz * (x[i + l] - mu);
                 }
+            }
             for (; i < HW; i++) {
-                float dz = dz_of(g[i], y, x[i], scale, shift, (size_t)i, slope);
+                float gl = undrop(g[i], mb, mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0, 0, ks);
+                float dz = dz_of(gl, y, x[i], scale, shift, (size_t)i, slope);
                 a1[0] += dz;
                 a2[0] += dz * (x[i] - mu);
             }
@@ -184,18 +203,23 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
         for (int n = 0; n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
+            const uint64_t *mb = mask ? mask + ((size_t)n * C + c) * mw : NULL;
             float *d = dx + o;
             float a3[LANES] = {0};
             int i = 0;
-            for (; i + LANES <= HW; i += LANES)
+            for (; i + LANES <= HW; i += LANES) {
+                const uint32_t mk = mask16(mb, i);
                 for (int l = 0; l < LANES; l++) {
-                    float dz = dz_of(g[i + l], y, x[i + l], scale, shift, (size_t)(i + l), slope);
+                    float gl = undrop(g[i + l], mb, mk, l, ks);
+                    float dz = dz_of(gl, y, x[i + l], scale, shift, (size_t)(i + l), slope);
                     float v = k * (dz - mdz - (x[i + l] - mu) * mdzx);
                     d[i + l] = v;
                     a3[l] += v;
                 }
+            }
             for (; i < HW; i++) {
-                float dz = dz_of(g[i], y, x[i], scale, shift, (size_t)i, slope);
+                float gl = undrop(g[i], mb, mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0, 0, ks);
+                float dz = dz_of(gl, y, x[i], scale, shift, (size_t)i, slope);
                 float v = k * (dz - mdz - (x[i] - mu) * mdzx);
                 d[i] = v;
                 a3[0] += v;
@@ -207,10 +231,16 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
 }
 
 void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbias, const float *dy,
-                             const float *in, const float *beta, const float *mean, const float *rstd,
-                             const float *gamma, int N, int C, int HW, float slope, int c0, int c1) {
-    bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, NULL, in, beta, mean, rstd, gamma, N, C, HW,
-                         slope, c0, c1);
+                             const uint64_t *mask, float p, const float *in, const float *beta,
+                             const float *mean, const float *rstd, const float *gamma, int N, int C,
+                             int HW, float slope, int c0, int c1) {
+    /* two calls, so each inlined copy has the mask test folded out of its loops */
+    if (mask)
+        bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, mask, p, NULL, in, beta, mean, rstd, gamma,
+                             N, C, HW, slope, c0, c1);
+    else
+        bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, NULL, 0.0f, NULL, in, beta, mean, rstd,
+                             gamma, N, C, HW, slope, c0, c1);
 }
 
 void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
@@ -231,8 +261,8 @@ void dacl_bn_act_forward_eval(float *out, const float *in, const float *gamma, c
 void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                           const float *out, const float *in, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int HW, float slope) {
-    bn_act_backward_core(dx, dgamma, dbeta, NULL, dy, out, in, NULL, mean, rstd, gamma, N, C, HW, slope,
-                         0, C);
+    bn_act_backward_core(dx, dgamma, dbeta, NULL, dy, NULL, 0.0f, out, in, NULL, mean, rstd, gamma, N,
+                         C, HW, slope, 0, C);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {
@@ -250,8 +280,23 @@ void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float
         return;
     }
     uint32_t thresh = dacl_dropout_threshold(p);
-    float scale = 1.0f / (1.0f - p);
+    float scale = dacl_dropout_scale(p);
     for (size_t i = i0; i < i1; i++) out[i] = dacl_dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
+}
+
+void dacl_dropout_bits(uint64_t *bits, size_t HW, uint64_t key, size_t base, uint32_t thresh) {
+    /* 16 decisions at a time into 32-bit lanes, so the hash vectorises */
+    for (size_t i0 = 0; i0 < HW; i0 += 16) {
+        uint32_t m = 0;
+        if (HW - i0 >= 16)
+            for (uint32_t l = 0; l < 16; l++)
+                m |= (uint32_t)dacl_dropout_keep(key, base + i0 + l, thresh) << l;
+        else
+            for (uint32_t l = 0; l < HW - i0; l++)
+                m |= (uint32_t)dacl_dropout_keep(key, base + i0 + l, thresh) << l;
+        if (i0 % 64 == 0) bits[i0 / 64] = 0;
+        bits[i0 / 64] |= (uint64_t)m << (i0 % 64);
+    }
 }
 
 void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {

@@ -87,9 +87,9 @@ typedef struct {
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
     const float *gamma, *beta, *cscale, *cshift;
     float slope, p, lr, momentum, wd;
-    uint64_t key;
     uint8_t *idx;
     const uint8_t *cidx;
+    const uint64_t *mask;
     float *buf;
     const float *g;
 } Job;
@@ -110,8 +110,43 @@ static void chunk_range(size_t n, int k, int K, size_t *i0, size_t *i1) {
     *i1 = n * (size_t)(k + 1) / (size_t)K;
 }
 
+static uint64_t *member_mask(const Team *t, int tid) {
+    return t->xmask + (size_t)tid * t->xmask_words;
+}
+
+/* d = act(s * sc + sh) on a plane of HW, then with mb (its dropout bits)
+ * times ks where kept and 0 where dropped: the same float operations as
+ * the activation followed by dacl_dropout_range, in one pass */
+static void xform_plane(float *restrict d, const float *restrict s, size_t HW, float sc, float sh,
+                        float slope, const uint64_t *mb, float ks) {
+    if (!mb) {
+        for (size_t i = 0; i < HW; i++) {
+            float z = s[i] * sc + sh;
+            d[i] = z > 0.0f ? z : z * slope;
+        }
+        return;
+    }
+    /* 32 at a time: GCC vectorises this inner loop, where with 16 it
+     * unrolls it and vectorises the outer one with shuffles */
+    size_t i = 0;
+    for (; i + 32 <= HW; i += 32) {
+        const uint32_t m = (uint32_t)(mb[i >> 6] >> (i & 63));
+        for (uint32_t l = 0; l < 32; l++) {
+            float z = s[i + l] * sc + sh;
+            float a = z > 0.0f ? z : z * slope;
+            d[i + l] = m >> l & 1 ? a * ks : 0.0f;
+        }
+    }
+    for (; i < HW; i++) {
+        float z = s[i] * sc + sh;
+        float a = z > 0.0f ? z : z * slope;
+        d[i] = mb[i >> 6] >> (i & 63) & 1 ? a * ks : 0.0f;
+    }
+}
+
 /* The input of image n as the convolution sees it: raw, or xform applied
- * into the member's buffer. */
+ * into the member's buffer; with dropout its bits are the stored mask's
+ * (mask_ready) or drawn into the member's xmask. */
 static const float *conv_input(const Job *j, int tid, int n) {
     const size_t chw = (size_t)j->C * j->H * j->W;
     const float *x = j->x + n * chw;
@@ -120,25 +155,32 @@ static const float *conv_input(const Job *j, int tid, int n) {
     float *out = j->t->xbuf + (size_t)tid * j->t->xbuf_floats;
     if (j->t->ximg[tid] == n) return out; /* the previous chunk's image */
     j->t->ximg[tid] = n;
-    const size_t HW = (size_t)j->H * j->W;
-    uint32_t thresh = dacl_dropout_threshold(xf->p);
-    float keep_scale = xf->p > 0.0f ? 1.0f / (1.0f - xf->p) : 1.0f;
-    const float slope = xf->slope;
+    const size_t HW = (size_t)j->H * j->W, mw = dacl_mask_words(HW);
+    const int drop = xf->p > 0.0f;
+    const uint32_t thresh = dacl_dropout_threshold(xf->p);
+    const float ks = drop ? dacl_dropout_scale(xf->p) : 1.0f;
     for (int c = 0; c < j->C; c++) {
-        const float *restrict s = x + c * HW;
-        float *restrict d = out + c * HW;
-        const float sc = xf->scale[c], sh = xf->shift[c];
-        for (size_t i = 0; i < HW; i++) {
-            float z = s[i] * sc + sh;
-            d[i] = z > 0.0f ? z : z * slope;
+        const uint64_t *mb = NULL;
+        if (drop && xf->mask_ready) {
+            mb = xf->mask + ((size_t)n * j->C + c) * mw;
+        } else if (drop) {
+            uint64_t *bits = member_mask(j->t, tid) + c * mw;
+            dacl_dropout_bits(bits, HW, xf->key, n * chw + c * HW, thresh);
+            mb = bits;
         }
-        if (xf->p > 0.0f) {
-            size_t base = n * chw + c * HW;
-            for (size_t i = 0; i < HW; i++)
-                d[i] = dacl_dropout_keep(xf->key, base + i, thresh) ? d[i] * keep_scale : 0.0f;
-        }
+        xform_plane(out + c * HW, x + c * HW, HW, xf->scale[c], xf->shift[c], xf->slope, mb, ks);
     }
     return out;
+}
+
+/* After a forward chunk of image n from row h0 read conv_input: the chunk
+ * of the image's first rows (one per image whoever runs it) stores the bits
+ * the member drew into the XForm's mask, for the backward. */
+static void store_mask(const Job *j, int tid, int n, int h0) {
+    const XForm *xf = j->xf;
+    if (h0 != 0 || !xf || !(xf->p > 0.0f) || xf->mask_ready || !xf->mask) return;
+    const size_t words = (size_t)j->C * dacl_mask_words((size_t)j->H * j->W);
+    memcpy(xf->mask + n * words, member_mask(j->t, tid), sizeof(uint64_t) * words);
 }
 
 /* ------------------------------------------------------- convolutions -- */
@@ -174,12 +216,14 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
         int n = k / nb, h0 = k % nb * FWD_ROWS, h1 = h0 + FWD_ROWS < j->H ? h0 + FWD_ROWS : j->H;
         float *y = j->y + n * j->OC * HW;
         float *st = j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2 : NULL;
+        const float *x = conv_input(j, tid, n);
+        store_mask(j, tid, n, h0);
         if (j->wino)
-            dacl_conv_image_forward_rows_wino(y, conv_input(j, tid, n), j->t->wu, j->b, j->C, j->H,
-                                              j->W, j->OC, h0, h1, member_ws(j->t, tid), st);
+            dacl_conv_image_forward_rows_wino(y, x, j->t->wu, j->b, j->C, j->H, j->W, j->OC, h0, h1,
+                                              member_ws(j->t, tid), st);
         else
-            dacl_conv_image_forward_rows_stats(y, conv_input(j, tid, n), j->w, j->b, j->C, j->H,
-                                               j->W, j->OC, 3, h0, h1, member_ws(j->t, tid), st);
+            dacl_conv_image_forward_rows_stats(y, x, j->w, j->b, j->C, j->H, j->W, j->OC, 3, h0, h1,
+                                               member_ws(j->t, tid), st);
     }
 }
 
@@ -371,35 +415,20 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
     float *g = j->t->grads; /* channels are disjoint: no per-member copy needed */
     float *dbias = j->dbias == TEAM_BIAS_DONE ? NULL : g + j->dbias;
     for (int c; (c = next_chunk(j->t, tid)) >= 0;)
-        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->x, j->beta, j->mean,
-                                j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
+        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p, j->x, j->beta,
+                                j->mean, j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
 }
 
-void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const float *c,
-                 const float *beta, const float *mean, const float *rstd, const float *gamma, int N,
-                 int C, int HW, float slope) {
-    Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .x = c, .beta = beta,
-             .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N, .C = C, .H = HW,
-             .slope = slope};
+void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
+                 float p, const float *c, const float *beta, const float *mean, const float *rstd,
+                 const float *gamma, int N, int C, int HW, float slope) {
+    Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .mask = mask, .p = p, .x = c,
+             .beta = beta, .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N,
+             .C = C, .H = HW, .slope = slope};
     run(t, job_bn_bwd, &j, C);
 }
 
 /* -------------------------------------------------------- element-wise -- */
-
-static void job_dropout(void *ctx, int tid, int nt) {
-    const Job *j = ctx;
-    (void)nt;
-    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
-        size_t i0, i1;
-        chunk_range(j->n, k, range_chunks(j->t), &i0, &i1);
-        dacl_dropout_range(j->y, j->x, i0, i1, j->p, j->key);
-    }
-}
-
-void team_dropout(Team *t, float *y, const float *x, size_t n, float p, uint64_t key) {
-    Job j = {.y = y, .x = x, .n = n, .p = p, .key = key};
-    run(t, job_dropout, &j, range_chunks(t));
-}
 
 static void job_add(void *ctx, int tid, int nt) {
     const Job *j = ctx;

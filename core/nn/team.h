@@ -18,7 +18,8 @@
  *
  * An XForm lets a convolution read act(x * scale + shift) (BN + LeakyReLU,
  * optionally followed by dropout) computed one image at a time into a
- * per-member buffer, so that tensor never has to be stored for the batch.
+ * per-member buffer, so that tensor never has to be stored for the batch;
+ * only dropout's keep decisions are, as bits, drawn once in the forward.
  *
  * Layers that take Winograd (dacl_conv3x3_use_wino) have their weights
  * transformed once per op into the shared wu, split by output channel,
@@ -38,6 +39,8 @@ typedef struct {
     size_t ws_floats;
     float *xbuf;    /* n transformed-input images of xbuf_floats */
     size_t xbuf_floats;
+    uint64_t *xmask; /* n: the dropout bits of the image in the member's xbuf (xmask_words) */
+    size_t xmask_words;
     float *wu;      /* Winograd weights of the layer at hand, shared (wu_floats) */
     size_t wu_floats;
     float *grads;   /* the model's gradient block */
@@ -60,6 +63,12 @@ typedef struct {
     float slope;                /* LeakyReLU slope */
     float p;                    /* dropout probability, 0 = none */
     uint64_t key;               /* dropout key; element index is global in [N,C,HW] */
+    /* with p > 0: the keep bits, [N,C] planes of dacl_mask_words(H*W) words
+     * (ops_internal.h). A forward (mask_ready 0) draws them from key and
+     * stores them here (NULL: does not); a backward (mask_ready 1) reads
+     * them instead of drawing them again. */
+    uint64_t *mask;
+    int mask_ready;
 } XForm;
 
 /* y [N,OC,H,W] = conv3x3(x or xform(x)); rowstats [N,OC,H,2] when non-NULL */
@@ -89,12 +98,13 @@ void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, con
                    const float *shift, int N, int C, int HW, float slope);
 /* in place on g; dgamma/dbeta/dbias: offsets in the gradient block, dbias
  * (TEAM_BIAS_DONE: none) that of the bias of the convolution that produced
- * c, which gets the sum of the gradient written to g */
-void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const float *c,
-                 const float *beta, const float *mean, const float *rstd, const float *gamma, int N,
-                 int C, int HW, float slope);
+ * c, which gets the sum of the gradient written to g. mask (may be NULL):
+ * g is the gradient of a dropout of probability p with these keep bits
+ * (XForm's), whose backward is applied to g as it is read. */
+void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
+                 float p, const float *c, const float *beta, const float *mean, const float *rstd,
+                 const float *gamma, int N, int C, int HW, float slope);
 
-void team_dropout(Team *t, float *y, const float *x, size_t n, float p, uint64_t key);
 void team_add(Team *t, float *y, const float *x, size_t n);
 /* x image n at x + n * x_nstride, [C,H,W] */
 void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nstride, int N, int C,

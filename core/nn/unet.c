@@ -12,7 +12,8 @@
  * workspaces are then one allocation each, carved by offsets. Per block only
  * the two conv outputs (c1, c2) and the block output y are kept: the middle
  * activation act(bn(c1)) (and its dropout) is recomputed one image at a time
- * where a convolution reads it; an encoder block's y is written straight
+ * where a convolution reads it, from the dropout mask kept as bits (drawn
+ * once in the training forward); an encoder block's y is written straight
  * into the decoder's concat, and so is the transposed conv's output. */
 #include "dacl/nn.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     size_t ystride;
     float *m1, *r1, *m2, *r2;         /* [cout] batch mean and 1/std of each BN */
     float *sc1, *sh1, *sc2, *sh2;     /* [cout] each BN's affine (scale, shift) */
+    uint64_t *mask;      /* p > 0: dropout keep bits of the last training forward (XForm.mask) */
 } Block;
 
 struct DaclUNet {
@@ -51,6 +53,7 @@ struct DaclUNet {
     float *acts;                              /* every activation, one block */
     uint8_t *pool_idx;                        /* maxpool argmax, one block */
     float *rowstats;                          /* [N,C,H,2] row statistics for the next BN */
+    uint64_t *masks;                          /* every block's dropout bits, one block */
     Team team;                                /* workspaces and per-member gradients */
     Block blk[NBLOCKS];
     int t_up[4], t_out;      /* tensor index of each ConvT weight and the output conv weight */
@@ -63,6 +66,8 @@ struct DaclUNet {
     int last_n, last_train;
     uint64_t last_key;       /* dropout key of the last forward */
     size_t act_floats, idx_bytes, ws_floats, xbuf_floats, scratch_floats, rowstat_floats;
+    size_t mask_words;       /* of masks */
+    size_t xmask_words;      /* a member's bits of one image (team.h) */
     size_t wu_floats;        /* Winograd weights of the largest layer that takes it */
     size_t gslot_floats;     /* weight-gradient slots of the largest layer (team.h) */
 };
@@ -156,12 +161,17 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
 
     /* activations, counted in floats for a batch of max_n */
     const size_t N = (size_t)max_n;
-    size_t a = 0, ix = 0, ws = 0, xb = 0, sc = 0, rs = 0, wu = 0;
+    size_t a = 0, ix = 0, ws = 0, xb = 0, sc = 0, rs = 0, wu = 0, mk = 0, xmk = 0;
     for (int i = 0; i < NBLOCKS; i++) {
         Block *b = &m->blk[i];
         size_t t = N * b->cout * b->H * b->W;
         a += 2 * t + 8 * (size_t)b->cout;          /* c1, c2, statistics and affines */
         if (i == 4 || i >= 5) a += t;              /* y (E0..E3 live in the concats) */
+        if (b->p > 0.0f) {                         /* dropout bits: the batch's, an image's */
+            size_t img_words = (size_t)b->cout * dacl_mask_words((size_t)b->H * b->W);
+            mk += N * img_words;
+            if (img_words > xmk) xmk = img_words;
+        }
         /* conv1 reads cin channels, conv2 cout; the band height shrinks as
          * channels grow, so neither size bounds the other */
         size_t cws = dacl_conv2d_ws(b->cin, b->H, b->W, 3), cws2 = dacl_conv2d_ws(b->cout, b->H, b->W, 3);
@@ -209,6 +219,8 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
     m->xbuf_floats = xb;
     m->scratch_floats = sc;
     m->rowstat_floats = rs;
+    m->mask_words = mk;
+    m->xmask_words = xmk;
     /* every convolution's weight and bias gradient goes through the slots */
     size_t gs = 0;
     for (int t = 0; t + 1 < m->ntensors; t++) {
@@ -223,7 +235,8 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
 /* Bytes of the team's per-member buffers for `threads` members. */
 static size_t team_bytes(const DaclUNet *m, int threads) {
     return sizeof(float) * ((m->ws_floats + m->xbuf_floats) * (size_t)threads + m->wu_floats +
-                            m->gslot_floats);
+                            m->gslot_floats) +
+           sizeof(uint64_t) * m->xmask_words * (size_t)threads;
 }
 
 int dacl_unet_size(const DaclUNetConfig *cfg, int max_n, int h, int w, DaclUNetSize *out) {
@@ -233,7 +246,8 @@ int dacl_unet_size(const DaclUNetConfig *cfg, int max_n, int h, int w, DaclUNetS
     if (rc == DACL_OK) {
         out->parameters = m->nparams;
         out->param_bytes = sizeof(float) * (3 * m->nparams + m->nstats);
-        out->act_bytes = sizeof(float) * (m->act_floats + m->rowstat_floats) + m->idx_bytes;
+        out->act_bytes = sizeof(float) * (m->act_floats + m->rowstat_floats) + m->idx_bytes +
+                         sizeof(uint64_t) * m->mask_words;
         out->ws_bytes = team_bytes(m, 1);
         out->total_bytes = out->param_bytes + out->act_bytes + out->ws_bytes + sizeof *m;
     }
@@ -270,6 +284,13 @@ static void point_activations(DaclUNet *m) {
         b->m1 = v, b->r1 = v + b->cout, b->m2 = v + 2 * b->cout, b->r2 = v + 3 * b->cout;
         b->sc1 = v + 4 * b->cout, b->sh1 = v + 5 * b->cout;
         b->sc2 = v + 6 * b->cout, b->sh2 = v + 7 * b->cout;
+    }
+    uint64_t *mk = m->masks;
+    for (int i = 0; i < NBLOCKS; i++) {
+        Block *b = &m->blk[i];
+        if (!(b->p > 0.0f)) continue;
+        b->mask = mk;
+        mk += N * b->cout * dacl_mask_words((size_t)b->H * b->W);
     }
     for (int l = 1; l < 5; l++) {
         size_t t = N * w[l - 1] * (m->H >> l) * (m->W >> l);
@@ -311,9 +332,10 @@ int dacl_unet_create(DaclUNet **out, const DaclUNetConfig *cfg, int max_n, int h
     m->acts = alloc_aligned(m->act_floats);
     m->pool_idx = malloc(m->idx_bytes ? m->idx_bytes : 1);
     m->rowstats = malloc(m->rowstat_floats * sizeof(float));
+    m->masks = malloc(sizeof(uint64_t) * (m->mask_words ? m->mask_words : 1));
     int trc = dacl_unet_set_pool(m, NULL);
     if (!m->params || !m->grads || !m->momentum || !m->stats || !m->acts || !m->pool_idx ||
-        !m->rowstats || trc) {
+        !m->rowstats || !m->masks || trc) {
         size_t mb = m->act_floats * sizeof(float) >> 20;
         dacl_unet_free(m);
         return DACL_FAIL(DACL_ENOMEM,
@@ -335,8 +357,10 @@ void dacl_unet_free(DaclUNet *m) {
     free(m->acts);
     free(m->pool_idx);
     free(m->rowstats);
+    free(m->masks);
     free(m->team.ws);
     free(m->team.xbuf);
+    free(m->team.xmask);
     free(m->team.gslots);
     team_free_runs(&m->team);
     free(m->team.wu);
@@ -346,16 +370,19 @@ void dacl_unet_free(DaclUNet *m) {
 int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool) {
     int nt = dacl_pool_threads(pool);
     Team t = {.pool = pool, .n = nt, .ws_floats = m->ws_floats, .xbuf_floats = m->xbuf_floats,
-              .grads = m->grads, .nparams = m->nparams, .gslot_floats = m->gslot_floats};
+              .xmask_words = m->xmask_words, .grads = m->grads, .nparams = m->nparams,
+              .gslot_floats = m->gslot_floats};
     t.ws = malloc(sizeof(float) * (m->ws_floats ? m->ws_floats : 1) * nt);
     t.xbuf = alloc_aligned(m->xbuf_floats * nt);
+    t.xmask = malloc(sizeof(uint64_t) * (m->xmask_words ? m->xmask_words : 1) * nt);
     t.gslots = alloc_aligned(m->gslot_floats);
     t.wu_floats = m->wu_floats;
     t.wu = m->wu_floats ? malloc(sizeof(float) * m->wu_floats) : NULL;
     int runs = team_alloc_runs(&t);
-    if (!t.ws || !t.xbuf || !t.gslots || runs || (m->wu_floats && !t.wu)) {
+    if (!t.ws || !t.xbuf || !t.xmask || !t.gslots || runs || (m->wu_floats && !t.wu)) {
         free(t.ws);
         free(t.xbuf);
+        free(t.xmask);
         free(t.gslots);
         team_free_runs(&t);
         free(t.wu);
@@ -363,6 +390,7 @@ int dacl_unet_set_pool(DaclUNet *m, DaclPool *pool) {
     }
     free(m->team.ws);
     free(m->team.xbuf);
+    free(m->team.xmask);
     free(m->team.gslots);
     team_free_runs(&m->team);
     free(m->team.wu);
@@ -425,10 +453,11 @@ void dacl_unet_sgd_step(DaclUNet *m, float lr, float momentum, float wd) {
 #define P(m, t) ((m)->params + (m)->tensors[t].offset)
 #define OFF(m, t) ((m)->tensors[t].offset)
 
-/* The transform that turns c1 into conv2's input: BN1 + LeakyReLU + dropout. */
-static XForm block_xform(const Block *b, int train, uint64_t key) {
+/* The transform that turns c1 into conv2's input: BN1 + LeakyReLU + dropout,
+ * whose bits a training forward stores in b->mask and the backward reads. */
+static XForm block_xform(const Block *b, int train, uint64_t key, int mask_ready) {
     XForm xf = {.scale = b->sc1, .shift = b->sh1, .slope = LRELU,
-                .p = train ? b->p : 0.0f, .key = key};
+                .p = train ? b->p : 0.0f, .key = key, .mask = b->mask, .mask_ready = mask_ready};
     return xf;
 }
 
@@ -440,7 +469,7 @@ static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int trai
     team_conv_fwd(&m->team, b->c1, x, NULL, P(m, t), P(m, t + 1), N, b->cin, b->H, b->W, C, rows);
     team_bn_prepare(&m->team, train, b->m1, b->r1, b->sc1, b->sh1, rows, P(m, t + 2), P(m, t + 3),
                     rs1, rs1 + C, N, C, b->H, b->W);
-    XForm xf = block_xform(b, train, key);
+    XForm xf = block_xform(b, train, key, 0);
     team_conv_fwd(&m->team, b->c2, b->c1, &xf, P(m, t + 4), P(m, t + 5), N, C, b->H, b->W, C, rows);
     team_bn_prepare(&m->team, train, b->m2, b->r2, b->sc2, b->sh2, rows, P(m, t + 6), P(m, t + 7),
                     rs2, rs2 + C, N, C, b->H, b->W);
@@ -499,18 +528,19 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
 
 /* dy in g (overwritten); tmp is scratch. The input gradient goes to dx
  * (channels [0, csplit)) and dx2 (the rest); dx NULL: not needed. Each BN's
- * backward also sums the bias gradient of the convolution before it. */
+ * backward also sums the bias gradient of the convolution before it, and
+ * BN1's takes the dropout's backward on the fly (from the forward's bits). */
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, float *dx, float *dx2,
                            int csplit, uint64_t key) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
-    team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), OFF(m, t + 5), b->c2, P(m, t + 7), b->m2,
-                b->r2, P(m, t + 6), N, C, HW, LRELU);
-    XForm xf = block_xform(b, 1, key);
+    team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), OFF(m, t + 5), NULL, 0.0f, b->c2,
+                P(m, t + 7), b->m2, b->r2, P(m, t + 6), N, C, HW, LRELU);
+    XForm xf = block_xform(b, 1, key, 1);
     team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf, P(m, t + 4),
                   N, C, b->H, b->W, C);
-    if (b->p > 0.0f) team_dropout(&m->team, tmp, tmp, (size_t)N * C * HW, b->p, key);
-    team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), OFF(m, t + 1), b->c1, P(m, t + 3), b->m1,
-                b->r1, P(m, t + 2), N, C, HW, LRELU);
+    team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), OFF(m, t + 1),
+                b->p > 0.0f ? b->mask : NULL, b->p, b->c1, P(m, t + 3), b->m1, b->r1, P(m, t + 2), N,
+                C, HW, LRELU);
     team_conv_bwd(&m->team, dx, dx2, csplit, OFF(m, t), TEAM_BIAS_DONE, tmp, b->x, NULL, P(m, t), N,
                   b->cin, b->H, b->W, C);
 }

@@ -1,8 +1,11 @@
 /* The passes the U-Net's backward fuses into BatchNorm's backward
  * (core/nn/ops_norm.c), against the separate ops they replace, on random
- * data at plane sizes with partial 16-lane blocks:
+ * data at plane sizes with partial 16-lane blocks and partial mask words:
  *   - the bias gradient of the convolution before a BN, summed as the BN
- *     writes its dx, against that convolution's own bias gradient of dx.
+ *     writes its dx, against that convolution's own bias gradient of dx;
+ *   - dropout's keep bits against its per-element decision, and dropout's
+ *     backward read through those bits inside BN's backward against
+ *     dacl_dropout_range followed by BN's backward: the same bits.
  * BN's dx sums to zero over a channel when mean and rstd are the batch's,
  * which would make any bias sum look right; the tests hand it other
  * statistics, so the sums are far from zero. */
@@ -68,7 +71,7 @@ static void check_bias_sum(int N, int C, int HW, uint64_t seed) {
     size_t n = (size_t)N * C * HW;
     float *dx = fnew(n), *dgamma = fnew(C), *dbeta = fnew(C), *dbias = fnew(C), *ref = fnew(C);
     for (int c = 0; c < C; c++) dgamma[c] = dbeta[c] = 0.0f, dbias[c] = 0.25f * c, ref[c] = 0.25f * c;
-    dacl_bn_act_backward_ch(dx, dgamma, dbeta, dbias, k.g, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C,
+    dacl_bn_act_backward_ch(dx, dgamma, dbeta, dbias, k.g, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C,
                             HW, SLOPE, 0, C);
 
     float *x1 = fnew((size_t)N * HW), *w1 = fnew(C), *dw1 = fnew(C);
@@ -110,9 +113,9 @@ static void test_bn_backward_bias_sum_changes_nothing_else(void **state) {
     float *dx1 = fnew(n), *dx2 = fnew(n), *gs1 = fnew(2 * C), *gs2 = fnew(2 * C), *db = fnew(C);
     memset(gs1, 0, sizeof(float) * 2 * C), memset(gs2, 0, sizeof(float) * 2 * C);
     memset(db, 0, sizeof(float) * C);
-    dacl_bn_act_backward_ch(dx1, gs1, gs1 + C, NULL, k.g, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C,
+    dacl_bn_act_backward_ch(dx1, gs1, gs1 + C, NULL, k.g, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C,
                             HW, SLOPE, 0, C);
-    dacl_bn_act_backward_ch(dx2, gs2, gs2 + C, db, k.g, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C, HW,
+    dacl_bn_act_backward_ch(dx2, gs2, gs2 + C, db, k.g, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd, k.gamma, N, C, HW,
                             SLOPE, 0, C);
     assert_memory_equal(dx1, dx2, n * sizeof(float));
     assert_memory_equal(gs1, gs2, 2 * C * sizeof(float));
@@ -120,10 +123,91 @@ static void test_bn_backward_bias_sum_changes_nothing_else(void **state) {
     bn_case_free(&k);
 }
 
+/* [N,C] planes of HW elements' keep bits, element (n, c, i) at the global
+ * index ((n * C + c) * HW + i) as the U-Net draws them */
+static uint64_t *mask_planes(int N, int C, int HW, float p, uint64_t key) {
+    const size_t mw = dacl_mask_words((size_t)HW);
+    uint64_t *mask = malloc(sizeof(uint64_t) * (size_t)N * C * mw);
+    assert_non_null(mask);
+    for (int q = 0; q < N * C; q++)
+        dacl_dropout_bits(mask + q * mw, (size_t)HW, key, (size_t)q * HW, dacl_dropout_threshold(p));
+    return mask;
+}
+
+static void test_dropout_bits(void **state) {
+    (void)state;
+    const size_t sizes[] = {1, 15, 16, 17, 63, 64, 65, 100, 256, 1000};
+    const float ps[] = {0.05f, 0.5f, 0.9f};
+    for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++)
+        for (size_t b = 0; b < sizeof ps / sizeof *ps; b++) {
+            const size_t HW = sizes[a], base = 12345 + 977 * a;
+            const uint64_t key = 0x9e3779b97f4a7c15ULL * (a + 1) + b;
+            const uint32_t th = dacl_dropout_threshold(ps[b]);
+            uint64_t bits[16];
+            memset(bits, 0xa5, sizeof bits);
+            dacl_dropout_bits(bits, HW, key, base, th);
+            size_t kept = 0;
+            for (size_t i = 0; i < HW; i++) {
+                int bit = (int)(bits[i / 64] >> (i % 64) & 1);
+                assert_int_equal(bit, dacl_dropout_keep(key, base + i, th));
+                kept += (size_t)bit;
+            }
+            /* the bits past the plane are clear, whatever was there */
+            if (HW % 64) assert_true(bits[HW / 64] >> (HW % 64) == 0);
+            if (HW >= 256) assert_true(kept > 0 && kept < HW);
+        }
+}
+
+/* BN backward with the dropout mask against dacl_dropout_range, then BN
+ * backward, on g; both in place (dx = g, as the team runs it) and not:
+ * dx, dgamma, dbeta and dbias all equal bit for bit */
+static void check_dropout_fused(int N, int C, int HW, float p, uint64_t seed) {
+    BnCase k = bn_case(N, C, HW, seed);
+    const size_t n = (size_t)N * C * HW;
+    const uint64_t key = seed * 0x632be59bd9b4e019ULL + 1;
+    uint64_t *mask = mask_planes(N, C, HW, p, key);
+    float *gd = fnew(n), *dx_ref = fnew(n), *dx = fnew(n), *dx_in = fnew(n);
+    float *gr = fnew(4 * C), *gf = fnew(4 * C), *gi = fnew(4 * C);
+    for (int c = 0; c < 4 * C; c++) gr[c] = gf[c] = gi[c] = 0.125f * c;
+
+    memcpy(gd, k.g, n * sizeof(float));
+    dacl_dropout_range(gd, gd, 0, n, p, key);
+    dacl_bn_act_backward_ch(dx_ref, gr, gr + C, gr + 2 * C, gd, NULL, 0.0f, k.c, k.beta, k.mean,
+                            k.rstd, k.gamma, N, C, HW, SLOPE, 0, C);
+    dacl_bn_act_backward_ch(dx, gf, gf + C, gf + 2 * C, k.g, mask, p, k.c, k.beta, k.mean, k.rstd,
+                            k.gamma, N, C, HW, SLOPE, 0, C);
+    memcpy(dx_in, k.g, n * sizeof(float));
+    /* in place, one channel at a time as the team's chunks are */
+    for (int c = 0; c < C; c++)
+        dacl_bn_act_backward_ch(dx_in, gi, gi + C, gi + 2 * C, dx_in, mask, p, k.c, k.beta, k.mean,
+                                k.rstd, k.gamma, N, C, HW, SLOPE, c, c + 1);
+    assert_memory_equal(dx, dx_ref, n * sizeof(float));
+    assert_memory_equal(dx_in, dx_ref, n * sizeof(float));
+    assert_memory_equal(gf, gr, 4 * C * sizeof(float));
+    assert_memory_equal(gi, gr, 4 * C * sizeof(float));
+    /* and the mask did something: the same BN backward without it differs */
+    dacl_bn_act_backward_ch(dx, gf, gf + C, gf + 2 * C, k.g, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd,
+                            k.gamma, N, C, HW, SLOPE, 0, C);
+    assert_memory_not_equal(dx, dx_ref, n * sizeof(float));
+    free(mask), free(gd), free(dx_ref), free(dx), free(dx_in), free(gr), free(gf), free(gi);
+    bn_case_free(&k);
+}
+
+static void test_bn_backward_dropout_fused(void **state) {
+    (void)state;
+    check_dropout_fused(3, 5, 256, 0.3f, 11);
+    check_dropout_fused(2, 4, 1000, 0.5f, 12); /* partial lane block and mask word */
+    check_dropout_fused(4, 3, 37, 0.05f, 13);
+    check_dropout_fused(3, 7, 100, 0.2f, 14);
+    check_dropout_fused(8, 6, 1, 0.5f, 15);    /* one pixel a plane, a word each */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn_backward_sums_conv_bias),
         cmocka_unit_test(test_bn_backward_bias_sum_changes_nothing_else),
+        cmocka_unit_test(test_dropout_bits),
+        cmocka_unit_test(test_bn_backward_dropout_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
