@@ -33,7 +33,13 @@ struct DaclTrainer {
     DaclDataset ds;
     DaclSliceSet lab, unl;
     DaclSampler sampler;
-    DaclPool *pool;
+    DaclPool *pool;     /* all the job's threads: the sampler, the contrastive module */
+    /* Two models train side by side when the threads split evenly: each on
+     * its own half of them (mpool), the pair running one model's forward and
+     * backward on each half. A member delayed by another process then holds
+     * up only its own model until the next meeting point, not every op of
+     * both; NULL when the models share `pool` op by op. */
+    DaclPool *pair, *mpool[2];
     int nmodels, classes, B, L, ph, pw;
     DaclUNet *net[2];
     float *x, *probs[2], *dlogits[2];
@@ -199,6 +205,9 @@ static int setup_contrast(DaclTrainer *t, const DaclUNetConfig *uc) {
     return DACL_OK;
 }
 
+/* The threads model m runs on. */
+static DaclPool *model_pool(const DaclTrainer *t, int m) { return t->pair ? t->mpool[m] : t->pool; }
+
 static int trainer_setup(DaclTrainer *t, const char *data_root) {
     const DaclJobConfig *c = &t->cfg;
     DACL_TRY(make_dir(t->work_dir));
@@ -214,6 +223,10 @@ static int trainer_setup(DaclTrainer *t, const char *data_root) {
     t->classes = t->ds.labels[t->ds.n_labels - 1].value + 1;
     DACL_TRY(load_data(t));
     DACL_TRY(dacl_pool_create(&t->pool, c->train.threads));
+    if (t->nmodels == 2 && c->train.threads >= 2 && c->train.threads % 2 == 0) {
+        DACL_TRY(dacl_pool_create(&t->pair, 2));
+        for (int m = 0; m < 2; m++) DACL_TRY(dacl_pool_create(&t->mpool[m], c->train.threads / 2));
+    }
     DaclSamplerConfig sc = {.batch = t->B, .labeled_batch = t->L, .ph = t->ph, .pw = t->pw,
                             .seed = c->train.seed};
     DACL_TRY(dacl_sampler_init(&t->sampler, &t->lab, t->nmodels == 2 ? &t->unl : NULL, &sc));
@@ -221,7 +234,7 @@ static int trainer_setup(DaclTrainer *t, const char *data_root) {
     DaclUNetConfig uc = dacl_unet_default_config(1, t->classes);
     for (int m = 0; m < t->nmodels; m++) {
         DACL_TRY(dacl_unet_create(&t->net[m], &uc, t->B, t->ph, t->pw));
-        DACL_TRY(dacl_unet_set_pool(t->net[m], t->pool));
+        DACL_TRY(dacl_unet_set_pool(t->net[m], model_pool(t, m)));
         DaclRng rng; /* the two models start from different seeds (CPS) */
         dacl_rng_seed(&rng, dacl_hash64(c->train.seed * 2 + (uint64_t)m));
         dacl_unet_init(t->net[m], &rng);
@@ -283,6 +296,8 @@ void dacl_trainer_free(DaclTrainer *t) {
     dacl_slices_free(&t->unl);
     dacl_dataset_free(&t->ds);
     dacl_pool_free(t->pool);
+    dacl_pool_free(t->pair);
+    for (int m = 0; m < 2; m++) dacl_pool_free(t->mpool[m]);
     free(t->x);
     free(t->y);
     free(t->config_json);
@@ -350,7 +365,7 @@ int dacl_trainer_resume(DaclTrainer *t, const char *path) {
     DaclContrast *staged = NULL;
     if (rc == DACL_OK && t->cl) rc = stage_contrast(t, &ck, &staged);
     for (int m = 0; rc == DACL_OK && m < t->nmodels; m++)
-        rc = dacl_unet_set_pool(loaded[m], t->pool);
+        rc = dacl_unet_set_pool(loaded[m], model_pool(t, m));
     if (rc == DACL_OK) rc = dacl_sampler_restore(&t->sampler, &ck.sampler);
     if (rc) {
         dacl_contrast_free(staged);
@@ -413,6 +428,73 @@ static void undo_bn(DaclTrainer *t, int heads) {
     }
 }
 
+/* ------------------------------------------------------ side by side -- */
+
+/* fn(t, m, arg) for every model m, and what failed */
+typedef struct {
+    DaclTrainer *t;
+    int (*fn)(DaclTrainer *t, int m, void *arg);
+    void *arg;
+    int rc[2];
+    char msg[2][1024]; /* the failure's message, copied from the thread that had it */
+} Side;
+
+static void side_job(void *ctx, int tid, int nt) {
+    Side *s = ctx;
+    for (int m = tid; m < s->t->nmodels; m += nt) {
+        s->rc[m] = s->fn(s->t, m, s->arg);
+        if (s->rc[m]) {
+            snprintf(s->msg[m], sizeof s->msg[m], "%s", dacl_error_message());
+            if (nt == 1) break; /* in turn: the next model need not run */
+        }
+    }
+}
+
+/* fn for every model: side by side when the job has the pair, else one after
+ * the other. Each model's result is the same either way: a model's ops give
+ * the same bits on any number of threads. Returns the first failure. */
+static int each_model(DaclTrainer *t, int (*fn)(DaclTrainer *, int, void *), void *arg) {
+    Side s = {.t = t, .fn = fn, .arg = arg};
+    if (t->pair)
+        dacl_pool_run(t->pair, side_job, &s);
+    else
+        side_job(&s, 0, 1);
+    for (int m = 0; m < t->nmodels; m++)
+        if (s.rc[m]) return dacl_error_set(s.rc[m], __FILE__, __LINE__, "%s", s.msg[m]);
+    return DACL_OK;
+}
+
+typedef struct {
+    double ce, dice, sup;
+} SupLoss;
+
+/* Model m's forward on the batch, its probabilities, its supervised loss
+ * (gradient into dlogits[m], zeroed first) and its pseudo-labels; arg: the
+ * models' SupLoss. */
+static int forward_model(DaclTrainer *t, int m, void *arg) {
+    SupLoss *sl = (SupLoss *)arg + m;
+    const int B = t->B, NC = t->classes, HW = t->ph * t->pw;
+    memcpy(t->bn_saved[m], dacl_unet_bn_stats(t->net[m]), dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
+    uint64_t key = dacl_hash64(t->cfg.train.seed ^ dacl_hash64((uint64_t)t->iter * 2 + (uint64_t)m));
+    DACL_TRY(dacl_unet_forward(t->net[m], t->x, B, 1, key));
+    dacl_softmax_forward(t->probs[m], dacl_unet_logits(t->net[m]), B, NC, HW);
+    memset(t->dlogits[m], 0, (size_t)B * NC * HW * sizeof(float));
+    sl->sup = dacl_sup_loss(t->dlogits[m], t->probs[m], t->y, t->L, NC, HW, 1.0f, &sl->ce, &sl->dice);
+    if (t->nmodels == 2) dacl_argmax(t->pseudo[m], dacl_unet_logits(t->net[m]), B, NC, HW);
+    return DACL_OK;
+}
+
+/* Model m's backward from dlogits[m] (and the contrastive loss's feature
+ * gradient) and its SGD step; arg: the learning rate (float). */
+static int backward_model(DaclTrainer *t, int m, void *arg) {
+    const DaclJobConfig *c = &t->cfg;
+    dacl_unet_zero_grad(t->net[m]);
+    const float *dfeat = t->cl ? dacl_contrast_dfeat(t->cl, m) : NULL;
+    DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], dfeat, t->cl_layer));
+    dacl_unet_sgd_step(t->net[m], *(const float *)arg, (float)c->train.momentum, (float)c->train.weight_decay);
+    return DACL_OK;
+}
+
 static int step(DaclTrainer *t, Metrics *mt) {
     const DaclJobConfig *c = &t->cfg;
     const int B = t->B, L = t->L, NC = t->classes, HW = t->ph * t->pw;
@@ -422,31 +504,21 @@ static int step(DaclTrainer *t, Metrics *mt) {
     DACL_TRY(dacl_sampler_next(&t->sampler, t->x, t->y, NULL));
     double t1 = now_s();
     t->tm.data += t1 - t0;
-    for (int m = 0; m < t->nmodels; m++) {
-        memcpy(t->bn_saved[m], dacl_unet_bn_stats(t->net[m]),
-               dacl_unet_bn_stats_count(t->net[m]) * sizeof(float));
-        uint64_t key = dacl_hash64(c->train.seed ^ dacl_hash64((uint64_t)it * 2 + (uint64_t)m));
-        DACL_TRY(dacl_unet_forward(t->net[m], t->x, B, 1, key));
-        dacl_softmax_forward(t->probs[m], dacl_unet_logits(t->net[m]), B, NC, HW);
-        memset(t->dlogits[m], 0, (size_t)B * NC * HW * sizeof(float));
-    }
+    SupLoss sl[2];
+    DACL_TRY(each_model(t, forward_model, sl));
     double t2 = now_s();
     t->tm.forward += t2 - t1;
     double total = 0.0, lc = dacl_cross_weight(c, it);
     mt->n = 0;
     add_metric(mt, "loss", 0.0);
     for (int m = 0; m < t->nmodels; m++) {
-        double ce, dice;
-        double sup = dacl_sup_loss(t->dlogits[m], t->probs[m], t->y, L, NC, HW, 1.0f, &ce, &dice);
-        add_metric(mt, M_CE[m], ce); /* the parts first: a NaN is reported by its part */
-        add_metric(mt, M_DICE[m], dice);
-        add_metric(mt, M_SUP[m], sup);
-        total += sup;
+        add_metric(mt, M_CE[m], sl[m].ce); /* the parts first: a NaN is reported by its part */
+        add_metric(mt, M_DICE[m], sl[m].dice);
+        add_metric(mt, M_SUP[m], sl[m].sup);
+        total += sl[m].sup;
     }
     if (t->nmodels == 2) {
         int from = c->method.cross_on_labeled ? 0 : L;
-        for (int m = 0; m < 2; m++)
-            dacl_argmax(t->pseudo[m], dacl_unet_logits(t->net[m]), B, NC, HW);
         for (int m = 0; m < 2; m++) {
             size_t o = (size_t)from * NC * HW;
             double cross = dacl_cross_loss(t->dlogits[m] + o, t->probs[m] + o,
@@ -502,12 +574,8 @@ static int step(DaclTrainer *t, Metrics *mt) {
                          "weights of iteration %ld (lower train.lr?)",
                          it + 1, bad, it);
     }
-    for (int m = 0; m < t->nmodels; m++) {
-        dacl_unet_zero_grad(t->net[m]);
-        const float *dfeat = t->cl ? dacl_contrast_dfeat(t->cl, m) : NULL;
-        DACL_TRY(dacl_unet_backward(t->net[m], t->dlogits[m], dfeat, t->cl_layer));
-        dacl_unet_sgd_step(t->net[m], (float)lr, (float)c->train.momentum, (float)c->train.weight_decay);
-    }
+    float flr = (float)lr;
+    DACL_TRY(each_model(t, backward_model, &flr));
     double t5 = now_s();
     t->tm.backward += t5 - t4;
     if (t->cl) {
@@ -522,38 +590,60 @@ static int step(DaclTrainer *t, Metrics *mt) {
 
 /* --------------------------------------------------------- validation -- */
 
+/* A validation round's per-model results: model m's dice, jaccard, hd95 and
+ * asd [case][class], then their means per class, at buf + m * per_model. */
+typedef struct {
+    double *buf;
+    size_t per_model;
+    DaclClassMetrics *cm; /* K per model */
+    DaclLabelVolume pred[2];
+} ValRound;
+
+/* Model m's predictions and metrics on every validation case. */
+static int validate_model(DaclTrainer *t, int m, void *arg) {
+    ValRound *v = arg;
+    const int K = t->classes - 1, N = t->nval;
+    const size_t cells = (size_t)N * K;
+    double *dice = v->buf + m * v->per_model, *jac = dice + cells, *hd = dice + 2 * cells,
+           *asd = dice + 3 * cells;
+    DaclClassMetrics *cm = v->cm + (size_t)m * K;
+    DaclLabelVolume *pred = &v->pred[m];
+    for (int i = 0; i < N; i++) {
+        DACL_TRY(dacl_infer_volume(t->net[m], &t->val_img[i], NULL, pred));
+        DACL_TRY(dacl_metrics_volume(pred->data, t->val_lab[i].data, pred->nz, pred->ny, pred->nx, NULL,
+                                     t->classes, cm));
+        for (int k = 0; k < K; k++) {
+            dice[i * K + k] = cm[k].dice;
+            jac[i * K + k] = cm[k].jaccard;
+            hd[i * K + k] = cm[k].distances_defined ? cm[k].hd95 : NAN;
+            asd[i * K + k] = cm[k].distances_defined ? cm[k].asd : NAN;
+        }
+    }
+    return DACL_OK;
+}
+
 int dacl_trainer_validate(DaclTrainer *t, const DaclSink *sink) {
     const int K = t->classes - 1, N = t->nval;
     size_t cells = (size_t)N * K;
-    double *buf = malloc(sizeof(double) * (4 * cells + 4 * (size_t)K));
-    DaclClassMetrics *cm = malloc(sizeof *cm * (size_t)K);
+    ValRound v;
+    memset(&v, 0, sizeof v);
+    v.per_model = 4 * cells + 4 * (size_t)K;
+    v.buf = malloc(sizeof(double) * v.per_model * (size_t)t->nmodels);
+    v.cm = malloc(sizeof *v.cm * (size_t)K * (size_t)t->nmodels);
     const char **names = malloc(sizeof *names * (size_t)K);
     const char **ids = malloc(sizeof *ids * (size_t)N);
-    DaclLabelVolume pred;
-    memset(&pred, 0, sizeof pred);
-    int rc = (!buf || !cm || !names || !ids) ? DACL_FAIL(DACL_ENOMEM, "out of memory") : DACL_OK;
+    int rc = (!v.buf || !v.cm || !names || !ids) ? DACL_FAIL(DACL_ENOMEM, "out of memory") : DACL_OK;
     for (int k = 0; rc == DACL_OK && k < K; k++) {
         names[k] = "?";
         for (int i = 0; i < t->ds.n_labels; i++)
             if (t->ds.labels[i].value == k + 1) names[k] = t->ds.labels[i].name;
     }
     for (int i = 0; rc == DACL_OK && i < N; i++) ids[i] = t->ds.val.cases[i].id;
+    if (rc == DACL_OK) rc = each_model(t, validate_model, &v);
     for (int m = 0; rc == DACL_OK && m < t->nmodels; m++) {
+        double *buf = v.buf + m * v.per_model;
         double *dice = buf, *jac = buf + cells, *hd = buf + 2 * cells, *asd = buf + 3 * cells;
         double *mean = buf + 4 * cells; /* dice, jaccard, hd95, asd means per class */
-        for (int i = 0; rc == DACL_OK && i < N; i++) {
-            rc = dacl_infer_volume(t->net[m], &t->val_img[i], NULL, &pred);
-            if (rc == DACL_OK)
-                rc = dacl_metrics_volume(pred.data, t->val_lab[i].data, pred.nz, pred.ny, pred.nx, NULL,
-                                         t->classes, cm);
-            for (int k = 0; rc == DACL_OK && k < K; k++) {
-                dice[i * K + k] = cm[k].dice;
-                jac[i * K + k] = cm[k].jaccard;
-                hd[i * K + k] = cm[k].distances_defined ? cm[k].hd95 : NAN;
-                asd[i * K + k] = cm[k].distances_defined ? cm[k].asd : NAN;
-            }
-        }
-        if (rc) break;
         double fg = 0.0;
         for (int k = 0; k < K; k++) {
             double s[4] = {0}, cnt[4] = {0};
@@ -580,9 +670,9 @@ int dacl_trainer_validate(DaclTrainer *t, const DaclSink *sink) {
                            .is_best = best};
         if (sink && sink->evaluation) sink->evaluation(sink->ctx, &r);
     }
-    dacl_label_free(&pred);
-    free(buf);
-    free(cm);
+    for (int m = 0; m < 2; m++) dacl_label_free(&v.pred[m]);
+    free(v.buf);
+    free(v.cm);
     free(names);
     free(ids);
     return rc;

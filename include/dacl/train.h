@@ -76,7 +76,8 @@ long dacl_trainer_iteration(const DaclTrainer *t);
 
 /* Where this trainer's iterations spent their time (wall seconds, summed
  * over the iterations this process ran): drawing batches, the U-Nets'
- * forwards, the supervised and cross losses, the contrastive module (its
+ * forwards with each one's supervised loss (they run side by side when two
+ * models split an even thread count), the cross losses, the contrastive module (its
  * loss with the heads' backward, the heads' step and the bank), the U-Nets'
  * backward and SGD. */
 typedef struct {

@@ -7,9 +7,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -37,17 +39,22 @@ static int teardown(void **state) {
 
 /* 32x32 patches: the up2 feature map is 8x8, so a batch of 4 has 256 feature
  * pixels; small k, anchors and bank so every part runs within a few steps. */
-static void job(DaclJobConfig *c, const char *method, double lambda_cl, int iterations) {
+static void job_threads(DaclJobConfig *c, const char *method, double lambda_cl, int iterations,
+                        int val_every, int threads) {
     char json[1024];
     snprintf(json, sizeof json,
              "{\"method\": {\"name\": \"%s\", \"lambda_cl\": %g, \"cl_warmup\": 0, \"knn\": [2, 4], "
              "\"anchors\": 16, \"pos_keys\": 16, \"neg_keys\": 32, \"bank_size\": 24, "
              "\"bank_insert\": 8, \"phi\": 0.3, \"lambda_cross\": 0.1}, "
              "\"train\": {\"iterations\": %d, \"batch\": 4, \"labeled_batch\": 2, \"patch\": [32, 32], "
-             "\"val_every\": 1000, \"checkpoint_every\": 1000, \"threads\": 1}}",
-             method, lambda_cl, iterations);
+             "\"val_every\": %d, \"checkpoint_every\": 1000, \"threads\": %d}}",
+             method, lambda_cl, iterations, val_every, threads);
     dacl_config_defaults(c);
     if (dacl_config_parse(json, c, NULL, 0)) fail_msg("%s", dacl_error_message());
+}
+
+static void job(DaclJobConfig *c, const char *method, double lambda_cl, int iterations) {
+    job_threads(c, method, lambda_cl, iterations, 1000, 1);
 }
 
 static void weights(DaclTrainer *t, char out[65]) {
@@ -184,12 +191,79 @@ static void test_unsupported_granularity_is_refused_by_name(void **state) {
     assert_string_equal(field, "method.granularity");
 }
 
+/* What a run reported: every metric value and validation Dice, folded into
+ * one 64-bit hash of their bits, and how many there were. */
+typedef struct {
+    uint64_t h;
+    int metrics, rounds;
+} Trace;
+
+static void fold(Trace *tr, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    tr->h = (tr->h ^ bits) * 0x100000001b3ULL;
+}
+
+static void trace_metrics(void *ctx, long it, int n, const char *const *names, const double *values) {
+    Trace *tr = ctx;
+    (void)names;
+    fold(tr, (double)it);
+    for (int i = 0; i < n; i++) fold(tr, values[i]), tr->metrics++;
+}
+
+static void trace_eval(void *ctx, const DaclEvalRound *r) {
+    Trace *tr = ctx;
+    fold(tr, r->mean_fg_dice);
+    for (int i = 0; i < r->cases * r->classes; i++) fold(tr, r->dice[i]), fold(tr, r->hd95[i]);
+    tr->rounds++;
+}
+
+/* CPS and DACL on an even thread count train the two models side by side,
+ * each on half the threads: the weights, every reported loss and every
+ * validation figure are those of one thread, bit for bit. */
+static void test_side_by_side_equals_one_thread(void **state) {
+    (void)state;
+    const char *methods[2] = {"cps", "dacl"};
+    for (int k = 0; k < 2; k++) {
+        char ref[65] = "";
+        Trace first = {0};
+        const int threads[3] = {1, 2, 4};
+        for (int q = 0; q < 3; q++) {
+            DaclJobConfig c;
+            job_threads(&c, methods[k], 0.5, 4, 2, threads[q]);
+            char dir[300];
+            snprintf(dir, sizeof dir, "%s/%s-%d", work, methods[k], threads[q]);
+            assert_int_equal(mkdir(dir, 0755), 0);
+            DaclTrainer *t;
+            if (dacl_trainer_create(&t, &c, NULL, dir)) fail_msg("%s", dacl_error_message());
+            Trace tr = {.h = 0xcbf29ce484222325ULL};
+            DaclSink sink = {.ctx = &tr, .metrics = trace_metrics, .evaluation = trace_eval};
+            if (dacl_trainer_run(t, 0, NULL, &sink)) fail_msg("%s", dacl_error_message());
+            char w[65];
+            weights(t, w);
+            dacl_trainer_free(t);
+            assert_int_equal(tr.rounds, 2 * 2); /* at iterations 2 and 4, both models */
+            assert_true(tr.metrics > 4 * 10);
+            if (q == 0) {
+                memcpy(ref, w, sizeof ref);
+                first = tr;
+                continue;
+            }
+            if (strcmp(ref, w)) fail_msg("%s, %d threads: weights %s, one thread %s", methods[k], threads[q], w, ref);
+            if (tr.h != first.h || tr.metrics != first.metrics)
+                fail_msg("%s, %d threads: the reported losses or validation differ from one thread's",
+                         methods[k], threads[q]);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zero_weight_is_cps_and_positive_weight_is_not),
         cmocka_unit_test(test_internals_are_reported),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_unsupported_granularity_is_refused_by_name),
+        cmocka_unit_test(test_side_by_side_equals_one_thread),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
