@@ -87,6 +87,7 @@ typedef struct {
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
     const float *gamma, *beta, *cscale, *cshift;
     float slope, p, lr, momentum, wd;
+    float *pool; /* a max-pool's output, with idx */
     uint8_t *idx;
     const uint8_t *cidx;
     const uint64_t *mask;
@@ -397,15 +398,30 @@ void team_bn_prepare(Team *t, int train, float *mean, float *rstd, float *scale,
 static void job_bn_apply(void *ctx, int tid, int nt) {
     const Job *j = ctx;
     (void)nt;
-    for (int c; (c = next_chunk(j->t, tid)) >= 0;)
-        dacl_bn_apply(j->y, j->nstride, j->x, j->cscale, j->cshift, j->N, j->C, j->H, j->slope, c,
-                      c + 1);
+    const size_t HW = (size_t)j->H * j->W, out_plane = HW / 4;
+    for (int c; (c = next_chunk(j->t, tid)) >= 0;) {
+        if (!j->pool) {
+            dacl_bn_apply(j->y, j->nstride, j->x, j->cscale, j->cshift, j->N, j->C, (int)HW, j->slope,
+                          c, c + 1);
+            continue;
+        }
+        /* plane by plane, each pooled while it is still in cache */
+        for (int n = 0; n < j->N; n++) {
+            float *y = j->y + n * j->nstride;
+            size_t k = (size_t)n * j->C + c;
+            dacl_bn_apply(y, 0, j->x + n * j->C * HW, j->cscale, j->cshift, 1, j->C, (int)HW,
+                          j->slope, c, c + 1);
+            dacl_maxpool2x2_forward(j->pool + k * out_plane, j->idx + k * out_plane, y + c * HW,
+                                    1, 1, j->H, j->W);
+        }
+    }
 }
 
 void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, const float *scale,
-                   const float *shift, int N, int C, int HW, float slope) {
+                   const float *shift, int N, int C, int H, int W, float slope, float *pool,
+                   uint8_t *idx) {
     Job j = {.y = out, .nstride = out_nstride, .x = in, .cscale = scale, .cshift = shift, .N = N,
-             .C = C, .H = HW, .slope = slope};
+             .C = C, .H = H, .W = W, .slope = slope, .pool = pool, .idx = idx};
     run(t, job_bn_apply, &j, C);
 }
 
@@ -443,23 +459,6 @@ static void job_add(void *ctx, int tid, int nt) {
 void team_add(Team *t, float *y, const float *x, size_t n) {
     Job j = {.y = y, .x = x, .n = n};
     run(t, job_add, &j, range_chunks(t));
-}
-
-static void job_pool_fwd(void *ctx, int tid, int nt) {
-    const Job *j = ctx;
-    (void)nt;
-    const size_t plane = (size_t)j->H * j->W, out_plane = plane / 4;
-    for (int k; (k = next_chunk(j->t, tid)) >= 0;) {
-        int n = k / j->C, c = k % j->C;
-        dacl_maxpool2x2_forward(j->y + (size_t)k * out_plane, j->idx + (size_t)k * out_plane,
-                                j->x + n * j->nstride + c * plane, 1, 1, j->H, j->W);
-    }
-}
-
-void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nstride, int N, int C,
-                   int H, int W) {
-    Job j = {.y = y, .idx = idx, .x = x, .nstride = x_nstride, .N = N, .C = C, .H = H, .W = W};
-    run(t, job_pool_fwd, &j, N * C);
 }
 
 static void job_pool_bwd(void *ctx, int tid, int nt) {

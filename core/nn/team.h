@@ -94,8 +94,12 @@ void team_convt_bwd(Team *t, float *dx, size_t dw, size_t db, const float *dy, c
 void team_bn_prepare(Team *t, int train, float *mean, float *rstd, float *scale, float *shift,
                      const float *rowstats, const float *gamma, const float *beta, float *rmean,
                      float *rvar, int N, int C, int H, int W);
+/* pool (may be NULL) [N,C,H/2,W/2] and idx (its argmax, as
+ * dacl_maxpool2x2_forward's): also out's 2x2 max-pool, each plane pooled
+ * right after it is written, while it is in cache */
 void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, const float *scale,
-                   const float *shift, int N, int C, int HW, float slope);
+                   const float *shift, int N, int C, int H, int W, float slope, float *pool,
+                   uint8_t *idx);
 /* in place on g; dgamma/dbeta/dbias: offsets in the gradient block, dbias
  * (TEAM_BIAS_DONE: none) that of the bias of the convolution that produced
  * c, which gets the sum of the gradient written to g. mask (may be NULL):
@@ -106,9 +110,6 @@ void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, c
                  const float *gamma, int N, int C, int HW, float slope);
 
 void team_add(Team *t, float *y, const float *x, size_t n);
-/* x image n at x + n * x_nstride, [C,H,W] */
-void team_pool_fwd(Team *t, float *y, uint8_t *idx, const float *x, size_t x_nstride, int N, int C,
-                   int H, int W);
 /* accumulates into dx [N,C,H,W] */
 void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H, int W);
 

@@ -461,7 +461,9 @@ static XForm block_xform(const Block *b, int train, uint64_t key, int mask_ready
     return xf;
 }
 
-static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int train, uint64_t key) {
+/* pool, idx (may be NULL): where the block output's 2x2 max-pool goes */
+static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int train, uint64_t key,
+                          float *pool, uint8_t *idx) {
     const int C = b->cout, t = b->t0;
     float *rs1 = m->stats + b->bn0, *rs2 = rs1 + 2 * C;
     float *rows = train ? m->rowstats : NULL;
@@ -473,7 +475,8 @@ static void block_forward(DaclUNet *m, Block *b, const float *x, int N, int trai
     team_conv_fwd(&m->team, b->c2, b->c1, &xf, P(m, t + 4), P(m, t + 5), N, C, b->H, b->W, C, rows);
     team_bn_prepare(&m->team, train, b->m2, b->r2, b->sc2, b->sh2, rows, P(m, t + 6), P(m, t + 7),
                     rs2, rs2 + C, N, C, b->H, b->W);
-    team_bn_apply(&m->team, b->y, b->ystride, b->c2, b->sc2, b->sh2, N, C, b->H * b->W, LRELU);
+    team_bn_apply(&m->team, b->y, b->ystride, b->c2, b->sc2, b->sh2, N, C, b->H, b->W, LRELU, pool,
+                  idx);
 }
 
 /* each encoder block draws its dropout mask from its own key */
@@ -487,14 +490,11 @@ int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dr
                          m->max_n);
     const int *w = m->cfg.widths;
     const float *in = x;
+    /* each encoder block but the last also pools its output for the next */
     for (int l = 0; l < 5; l++) {
-        if (l > 0) {
-            Block *prev = &m->blk[l - 1];
-            team_pool_fwd(&m->team, m->pool[l], m->idx[l], prev->y, prev->ystride, n, prev->cout,
-                          prev->H, prev->W);
-            in = m->pool[l];
-        }
-        block_forward(m, &m->blk[l], in, n, train, block_key(dropout_key, l));
+        block_forward(m, &m->blk[l], in, n, train, block_key(dropout_key, l),
+                      l < 4 ? m->pool[l + 1] : NULL, l < 4 ? m->idx[l + 1] : NULL);
+        if (l < 4) in = m->pool[l + 1];
     }
     const float *prev = m->blk[4].y;
     for (int d = 0; d < 4; d++) {
@@ -504,7 +504,7 @@ int dacl_unet_forward(DaclUNet *m, const float *x, int n, int train, uint64_t dr
         /* the transposed conv writes the second half of the concat */
         team_convt_fwd(&m->team, m->cat[d] + img, 2 * img, prev, P(m, m->t_up[d]),
                        P(m, m->t_up[d] + 1), n, w[l + 1], h, wd, w[l]);
-        block_forward(m, &m->blk[5 + d], m->cat[d], n, train, 0);
+        block_forward(m, &m->blk[5 + d], m->cat[d], n, train, 0, NULL, NULL);
         prev = m->blk[5 + d].y;
     }
     team_conv_fwd(&m->team, m->logits, prev, NULL, P(m, m->t_out), P(m, m->t_out + 1), n, w[0], m->H,
