@@ -5,6 +5,7 @@
  * channel for the batch statistics. Sums run in float across 16 lanes (so
  * the compiler vectorises them) and are gathered per plane into double. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "dacl/nn.h"
@@ -284,19 +285,64 @@ void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float
     for (size_t i = i0; i < i1; i++) out[i] = dacl_dropout_keep(key, i, thresh) ? in[i] * scale : 0.0f;
 }
 
-void dacl_dropout_bits(uint64_t *bits, size_t HW, uint64_t key, size_t base, uint32_t thresh) {
-    /* 16 decisions at a time into 32-bit lanes, so the hash vectorises */
-    for (size_t i0 = 0; i0 < HW; i0 += 16) {
+/* 32 decisions at a time into 32-bit lanes, so the hash vectorises. Where
+ * the 32 indices share their high half (all but a block that crosses a
+ * multiple of 2^32) that half's term of dacl_dropout_keep is hoisted and
+ * the lanes hash in 32-bit arithmetic, the same values as it gives: a
+ * third of the time, where the 64-bit indices took lanes of their own. */
+#if defined(__GNUC__) || defined(__clang__)
+#define INLINE_ALWAYS static inline __attribute__((always_inline))
+#else
+#define INLINE_ALWAYS static inline
+#endif
+
+INLINE_ALWAYS void dropout_bits_body(uint64_t *bits, size_t HW, uint64_t key, size_t base,
+                                     uint32_t thresh) {
+    for (size_t i0 = 0; i0 < HW; i0 += 32) {
+        const size_t a = base + i0;
+        const uint32_t lo = (uint32_t)a, hi = (uint32_t)(a >> 32) * 0x9e3779b9U;
         uint32_t m = 0;
-        if (HW - i0 >= 16)
-            for (uint32_t l = 0; l < 16; l++)
-                m |= (uint32_t)dacl_dropout_keep(key, base + i0 + l, thresh) << l;
-        else
-            for (uint32_t l = 0; l < HW - i0; l++)
-                m |= (uint32_t)dacl_dropout_keep(key, base + i0 + l, thresh) << l;
+        if (HW - i0 >= 32 && lo <= UINT32_MAX - 31) {
+            for (uint32_t l = 0; l < 32; l++) {
+                uint32_t u = dacl_mix32(dacl_mix32(((lo + l) ^ hi) ^ (uint32_t)key) +
+                                        (uint32_t)(key >> 32));
+                m |= (uint32_t)((u >> 8) >= thresh) << l;
+            }
+        } else {
+            for (uint32_t l = 0; l < 32 && i0 + l < HW; l++)
+                m |= (uint32_t)dacl_dropout_keep(key, a + l, thresh) << l;
+        }
         if (i0 % 64 == 0) bits[i0 / 64] = 0;
         bits[i0 / 64] |= (uint64_t)m << (i0 % 64);
     }
+}
+
+static void dropout_bits_generic(uint64_t *bits, size_t HW, uint64_t key, size_t base,
+                                 uint32_t thresh) {
+    dropout_bits_body(bits, HW, key, base, thresh);
+}
+
+/* the same code in 16 lanes where the CPU has AVX-512 (0.35 against 0.48
+ * ns an element) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_BITS_AVX512 1
+__attribute__((target("avx512f"))) static void dropout_bits_avx512(uint64_t *bits, size_t HW,
+                                                                   uint64_t key, size_t base,
+                                                                   uint32_t thresh) {
+    dropout_bits_body(bits, HW, key, base, thresh);
+}
+#else
+#define HAVE_BITS_AVX512 0
+#endif
+
+void dacl_dropout_bits(uint64_t *bits, size_t HW, uint64_t key, size_t base, uint32_t thresh) {
+#if HAVE_BITS_AVX512
+    if (dacl_conv3x3_direct_available()) {
+        dropout_bits_avx512(bits, HW, key, base, thresh);
+        return;
+    }
+#endif
+    dropout_bits_generic(bits, HW, key, base, thresh);
 }
 
 void dacl_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t key) {

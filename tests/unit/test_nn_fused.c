@@ -134,28 +134,33 @@ static uint64_t *mask_planes(int N, int C, int HW, float p, uint64_t key) {
     return mask;
 }
 
+/* the bits of planes of every size around the block and word sizes, from
+ * global indices that start anywhere, cross a multiple of 2^32 (where the
+ * high half of the index changes inside a block) or lie above it */
 static void test_dropout_bits(void **state) {
     (void)state;
-    const size_t sizes[] = {1, 15, 16, 17, 63, 64, 65, 100, 256, 1000};
+    const size_t sizes[] = {1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 256, 1000};
+    const size_t bases[] = {0, 12345, 0xfffffff0u, 0xffffffffu - 100, 0x1fffffff7ULL, 77ULL << 33};
     const float ps[] = {0.05f, 0.5f, 0.9f};
     for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++)
-        for (size_t b = 0; b < sizeof ps / sizeof *ps; b++) {
-            const size_t HW = sizes[a], base = 12345 + 977 * a;
-            const uint64_t key = 0x9e3779b97f4a7c15ULL * (a + 1) + b;
-            const uint32_t th = dacl_dropout_threshold(ps[b]);
-            uint64_t bits[16];
-            memset(bits, 0xa5, sizeof bits);
-            dacl_dropout_bits(bits, HW, key, base, th);
-            size_t kept = 0;
-            for (size_t i = 0; i < HW; i++) {
-                int bit = (int)(bits[i / 64] >> (i % 64) & 1);
-                assert_int_equal(bit, dacl_dropout_keep(key, base + i, th));
-                kept += (size_t)bit;
+        for (size_t q = 0; q < sizeof bases / sizeof *bases; q++)
+            for (size_t b = 0; b < sizeof ps / sizeof *ps; b++) {
+                const size_t HW = sizes[a], base = bases[q];
+                const uint64_t key = 0x9e3779b97f4a7c15ULL * (a + 1) + 31 * q + b;
+                const uint32_t th = dacl_dropout_threshold(ps[b]);
+                uint64_t bits[16];
+                memset(bits, 0xa5, sizeof bits);
+                dacl_dropout_bits(bits, HW, key, base, th);
+                size_t kept = 0;
+                for (size_t i = 0; i < HW; i++) {
+                    int bit = (int)(bits[i / 64] >> (i % 64) & 1);
+                    assert_int_equal(bit, dacl_dropout_keep(key, base + i, th));
+                    kept += (size_t)bit;
+                }
+                /* the bits past the plane are clear, whatever was there */
+                if (HW % 64) assert_true(bits[HW / 64] >> (HW % 64) == 0);
+                if (HW >= 256) assert_true(kept > 0 && kept < HW);
             }
-            /* the bits past the plane are clear, whatever was there */
-            if (HW % 64) assert_true(bits[HW / 64] >> (HW % 64) == 0);
-            if (HW >= 256) assert_true(kept > 0 && kept < HW);
-        }
 }
 
 /* BN backward with the dropout mask against dacl_dropout_range, then BN
