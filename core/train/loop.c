@@ -36,9 +36,10 @@ struct DaclTrainer {
     DaclPool *pool;     /* all the job's threads: the sampler, the contrastive module */
     /* Two models train side by side when the threads split evenly: each on
      * its own half of them (mpool), the pair running one model's forward and
-     * backward on each half. A member delayed by another process then holds
-     * up only its own model until the next meeting point, not every op of
-     * both; NULL when the models share `pool` op by op. */
+     * backward on each half, and the half done first lending its pair thread
+     * to the other model's ops until both are done. A member delayed by
+     * another process then holds up only its own model's op, and the other
+     * half takes over its chunks; NULL when the models share `pool` op by op. */
     DaclPool *pair, *mpool[2];
     int nmodels, classes, B, L, ph, pw;
     DaclUNet *net[2];
@@ -225,7 +226,7 @@ static int trainer_setup(DaclTrainer *t, const char *data_root) {
     DACL_TRY(dacl_pool_create(&t->pool, c->train.threads));
     if (t->nmodels == 2 && c->train.threads >= 2 && c->train.threads % 2 == 0) {
         DACL_TRY(dacl_pool_create(&t->pair, 2));
-        for (int m = 0; m < 2; m++) DACL_TRY(dacl_pool_create(&t->mpool[m], c->train.threads / 2));
+        for (int m = 0; m < 2; m++) DACL_TRY(dacl_pool_create_lent(&t->mpool[m], c->train.threads / 2, 1));
     }
     DaclSamplerConfig sc = {.batch = t->B, .labeled_batch = t->L, .ph = t->ph, .pw = t->pw,
                             .seed = c->train.seed};
@@ -437,10 +438,20 @@ typedef struct {
     void *arg;
     int rc[2];
     char msg[2][1024]; /* the failure's message, copied from the thread that had it */
+    atomic_int done[2];
 } Side;
 
 static void side_job(void *ctx, int tid, int nt) {
     Side *s = ctx;
+    DaclTrainer *t = s->t;
+    if (nt == 2) { /* the pair: model tid here, then help the other one finish */
+        s->rc[tid] = s->fn(t, tid, s->arg);
+        if (s->rc[tid]) snprintf(s->msg[tid], sizeof s->msg[tid], "%s", dacl_error_message());
+        atomic_store(&s->done[tid], 1);
+        dacl_pool_wake(t->mpool[tid]); /* the other thread stops helping this model */
+        dacl_pool_help(t->mpool[1 - tid], dacl_pool_threads(t->mpool[1 - tid]) - 1, &s->done[1 - tid]);
+        return;
+    }
     for (int m = tid; m < s->t->nmodels; m += nt) {
         s->rc[m] = s->fn(s->t, m, s->arg);
         if (s->rc[m]) {

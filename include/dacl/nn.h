@@ -14,6 +14,7 @@
 #ifndef DACL_NN_H
 #define DACL_NN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,16 @@ void dacl_pool_run(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), vo
  * returned on the caller and on every member that started it; a member the
  * system has not run by then skips the job instead of being waited for. */
 void dacl_pool_run_dynamic(DaclPool *p, void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
+/* A pool of `threads` (the caller and threads - 1 of its own) plus `lent`
+ * members [threads, threads + lent) that are other threads lending
+ * themselves while they have nothing else to do (dacl_pool_help): a dynamic
+ * job's work is shared with whoever is lent at the time; a static job runs
+ * the lent members' shares on the caller. */
+int dacl_pool_create_lent(DaclPool **out, int threads, int lent);
+/* Runs p's dynamic jobs as lent member tid until *stop is set (then wake
+ * p with dacl_pool_wake): returns between jobs, never inside one. */
+void dacl_pool_help(DaclPool *p, int tid, const atomic_int *stop);
+void dacl_pool_wake(DaclPool *p);
 /* The contiguous share [begin, end) of `total` items for member tid. */
 void dacl_split(int total, int tid, int nthreads, int *begin, int *end);
 

@@ -6,6 +6,7 @@
  * shapes, disks (class 1) and squares (class 2), background class 0; every
  * image is drawn from a DaclRng, so a seed fixes the whole run. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -492,9 +493,59 @@ static void test_pool_dynamic(void **state) {
     dacl_pool_free(p);
 }
 
+/* A pool with a lent member: another thread runs its dynamic jobs through
+ * dacl_pool_help until told to stop, the caller runs a static job's lent
+ * share itself. Every chunk once, every static share once, the lent member
+ * never in a job after it returned, and it leaves when stopped (halfway). */
+typedef struct {
+    DaclPool *p;
+    atomic_int stop;
+} Lender;
+
+static void *lend(void *arg) {
+    Lender *l = arg;
+    dacl_pool_help(l->p, 1, &l->stop);
+    return NULL;
+}
+
+static void test_pool_lent(void **state) {
+    (void)state;
+    Lender l = {0};
+    atomic_init(&l.stop, 0);
+    assert_int_equal(dacl_pool_create_lent(&l.p, 1, 1), DACL_OK);
+    assert_int_equal(dacl_pool_threads(l.p), 2);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lend, &l), 0);
+    int joined = 0;
+    for (int it = 0; it < 4000; it++) {
+        if (it == 2000) {
+            atomic_store(&l.stop, 1);
+            dacl_pool_wake(l.p);
+            assert_int_equal(pthread_join(th, NULL), 0);
+        }
+        PoolJob j;
+        atomic_init(&j.next, 0);
+        for (int k = 0; k < 97; k++) atomic_init(&j.done[k], 0);
+        for (int m = 0; m < 4; m++) atomic_init(&j.ran[m], 0);
+        int plain = it % 5 == 4;
+        if (plain) dacl_pool_run(l.p, pool_chunks, &j);
+        else dacl_pool_run_dynamic(l.p, pool_chunks, &j);
+        for (int k = 0; k < 97; k++) assert_int_equal(atomic_load(&j.done[k]), 1);
+        assert_int_equal(atomic_load(&j.ran[0]), 1);
+        int r = atomic_load(&j.ran[1]);
+        if (plain) assert_int_equal(r, 1);
+        else assert_true(r <= 1), joined += r;
+        if (it >= 2000 && !plain) assert_int_equal(r, 0); /* gone: nobody lends */
+    }
+    printf("  4000 jobs with a lent member: every chunk once; it joined %d dynamic jobs of its 1600\n",
+           joined);
+    dacl_pool_free(l.p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_dynamic),
+        cmocka_unit_test(test_pool_lent),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_smoke),
         cmocka_unit_test(test_sgd_step),
