@@ -30,14 +30,26 @@ typedef struct {
     int tid;
 } Member;
 
+/* Runs the pool's current job as member tid, counted in pending when it
+ * joined on its own (a dynamic job); called and returns with p->mu held. */
+static void run_job(DaclPool *p, int tid, int joined) {
+    if (joined) p->pending++;
+    void (*fn)(void *, int, int) = p->fn;
+    void *ctx = p->ctx;
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, tid, p->n);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_signal(&p->done);
+}
+
 static void *worker(void *arg) {
     Member *me = arg;
     DaclPool *p = me->p;
     int tid = me->tid;
     free(me);
     unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
     for (;;) {
-        pthread_mutex_lock(&p->mu);
         for (;;) {
             if (p->quit) {
                 pthread_mutex_unlock(&p->mu);
@@ -48,14 +60,7 @@ static void *worker(void *arg) {
             pthread_cond_wait(&p->go, &p->mu);
         }
         seen = p->gen;
-        if (p->dynamic) p->pending++;
-        void (*fn)(void *, int, int) = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, tid, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        run_job(p, tid, p->dynamic);
     }
 }
 
@@ -158,13 +163,7 @@ void dacl_pool_help(DaclPool *p, int tid, const atomic_int *stop) {
         }
         if (atomic_load(stop)) break;
         seen = p->gen;
-        p->pending++;
-        void (*fn)(void *, int, int) = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, tid, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        run_job(p, tid, 1);
     }
     pthread_mutex_unlock(&p->mu);
 }
