@@ -128,9 +128,12 @@ static inline float lane_sumsq_centered(const float *x, int n, float mu) {
     return lane_total(acc);
 }
 
-/* db[oc] += sum of dy[oc, :] */
-static void bias_grad(float *db, const float *dy, int OC, int HW) {
-    for (int oc = 0; oc < OC; oc++) db[oc] += lane_sum(dy + (size_t)oc * HW, HW);
+/* db[oc] += sum of dy[oc, :]; acc 0: = */
+static void bias_grad(float *db, const float *dy, int OC, int HW, int acc) {
+    for (int oc = 0; oc < OC; oc++) {
+        float s = lane_sum(dy + (size_t)oc * HW, HW);
+        db[oc] = acc ? db[oc] + s : s;
+    }
 }
 
 /* Per output row and channel: the row's mean and sum of squared deviations,
@@ -241,26 +244,26 @@ void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U,
 
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, int wino_dw, float *ws) {
-    if (db) bias_grad(db, dy, OC, H * W);
+                                   int W, int OC, int wino_dw, float *ws, int acc) {
+    if (db) bias_grad(db, dy, OC, H * W, acc);
     /* the weight gradient; ws is free again after */
     if (wino_dw)
-        dacl_wino_backward_weights(dw, dy, x, C, H, W, OC, ws);
+        dacl_wino_backward_weights(dw, dy, x, C, H, W, OC, ws, acc);
     else if (dacl_conv3x3_use_direct(C, H, W, OC, 1))
-        dacl_conv3x3_direct_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC);
+        dacl_conv3x3_direct_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, acc);
     else
-        dacl_conv3x3_im2col_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, ws);
+        dacl_conv3x3_im2col_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, ws, acc);
     if (dx) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
 }
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                               const float *w, int C, int H, int W, int OC, int K, float *ws) {
     if (K == 3) {
-        dacl_conv_image_backward_split(dx, NULL, C, dw, db, dy, x, w, C, H, W, OC, ws);
+        dacl_conv_image_backward_split(dx, NULL, C, dw, db, dy, x, w, C, H, W, OC, ws, 1);
         return;
     }
     const int HW = H * W;
-    if (db) bias_grad(db, dy, OC, HW);
+    if (db) bias_grad(db, dy, OC, HW, 1);
     /* K == 1: dw[OC, C] += dy[OC, HW] . x[C, HW]^T ; dx[C, HW] = w^T . dy */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, HW, 1.0f, dy, HW, x, HW, 1.0f, dw, C);
     if (dx)
@@ -270,7 +273,7 @@ void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, 
 
 void dacl_conv3x3_im2col_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
                                   const float *x, const float *w, int C, int H, int W, int OC,
-                                  float *ws) {
+                                  float *ws, int acc) {
     const int HW = H * W;
     const int CK = C * 9, RB = dacl_conv_band_rows(C, H, W);
     if (dx) {
@@ -280,9 +283,9 @@ void dacl_conv3x3_im2col_backward(float *dx, float *dx2, int csplit, float *dw, 
     for (int r0 = 0; r0 < H; r0 += RB) {
         int R = H - r0 < RB ? H - r0 : RB;
         im2col3x3_band(ws, x, C, H, W, r0, R);
-        /* dw[OC, CK] += dy[OC, band] . col[CK, band]^T */
+        /* dw[OC, CK] += dy[OC, band] . col[CK, band]^T (acc 0: the first band's =) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, R * W, 1.0f, dy + (size_t)r0 * W,
-                    HW, ws, R * W, 1.0f, dw, CK);
+                    HW, ws, R * W, acc || r0 > 0 ? 1.0f : 0.0f, dw, CK);
         if (!dx) continue;
         /* dcol[CK, band] = w[OC, CK]^T . dy[OC, band], then scattered back */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, R * W, OC, 1.0f, w, CK,
@@ -293,12 +296,12 @@ void dacl_conv3x3_im2col_backward(float *dx, float *dx2, int csplit, float *dw, 
 
 void dacl_conv_image_backward_split(float *dx, float *dx2, int csplit, float *dw, float *db,
                                     const float *dy, const float *x, const float *w, int C, int H,
-                                    int W, int OC, float *ws) {
-    if (db) bias_grad(db, dy, OC, H * W);
+                                    int W, int OC, float *ws, int acc) {
+    if (db) bias_grad(db, dy, OC, H * W, acc);
     if (dacl_conv3x3_use_direct(C, H, W, OC, 1))
-        dacl_conv3x3_direct_backward(dx, dx2, csplit, dw, dy, x, w, C, H, W, OC);
+        dacl_conv3x3_direct_backward(dx, dx2, csplit, dw, dy, x, w, C, H, W, OC, acc);
     else
-        dacl_conv3x3_im2col_backward(dx, dx2, csplit, dw, dy, x, w, C, H, W, OC, ws);
+        dacl_conv3x3_im2col_backward(dx, dx2, csplit, dw, dy, x, w, C, H, W, OC, ws, acc);
 }
 
 void dacl_conv2d_forward(float *out, const float *in, const float *w, const float *b, int N, int C,
@@ -346,7 +349,7 @@ void dacl_convt_image_forward(float *y, const float *x, const float *w, const fl
 }
 
 void dacl_convt_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                               const float *w, int C, int H, int W, int OC, float *ws) {
+                               const float *w, int C, int H, int W, int OC, float *ws, int acc) {
     const int HW = H * W, W2 = 2 * W;
     /* gather dy into ws[OC*4, HW] in the forward's row order */
     for (int oc = 0; oc < OC; oc++) {
@@ -365,11 +368,11 @@ void dacl_convt_image_backward(float *dx, float *dw, float *db, const float *dy,
                 }
             }
         }
-        if (db) db[oc] += s;
+        if (db) db[oc] = acc ? db[oc] + s : s;
     }
-    /* dw[C, OC*4] += x[C, HW] . ws[OC*4, HW]^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, OC * 4, HW, 1.0f, x, HW, ws, HW, 1.0f, dw,
-                OC * 4);
+    /* dw[C, OC*4] += x[C, HW] . ws[OC*4, HW]^T (acc 0: =) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, OC * 4, HW, 1.0f, x, HW, ws, HW,
+                acc ? 1.0f : 0.0f, dw, OC * 4);
     /* dx[C, HW] = w[C, OC*4] . ws[OC*4, HW] */
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, HW, OC * 4, 1.0f, w, OC * 4, ws, HW,
@@ -388,7 +391,7 @@ void dacl_convt2x2_backward(float *din, float *dw, float *db, const float *dout,
     const size_t HW = (size_t)H * W;
     for (int n = 0; n < N; n++)
         dacl_convt_image_backward(din ? din + n * C * HW : NULL, dw, db, dout + n * OC * 4 * HW,
-                                  in + n * C * HW, w, C, H, W, OC, ws);
+                                  in + n * C * HW, w, C, H, W, OC, ws, 1);
 }
 
 /* ------------------------------------------------ per-pixel linear layer -- */

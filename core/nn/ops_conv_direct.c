@@ -196,8 +196,9 @@ TILE void dw_vec(__m512 acc[][9], const float *dy, const float *xi, size_t HW, i
 
 #define DW_OB 3 /* output channels a weight-gradient tile: 27 accumulators */
 
+/* add 0: the tile's sums overwrite dw instead of adding to it */
 TILE void dw_tile(float *dw, const float *dy, const float *x, int C, int OC, int H, int W, int o0,
-                  int i, int h0, int h1, const int NB) {
+                  int i, int h0, int h1, const int NB, int add) {
     const size_t HW = (size_t)H * W;
     const int nv = (W + VL - 1) / VL;
     __m512 acc[DW_OB][9];
@@ -216,7 +217,10 @@ TILE void dw_tile(float *dw, const float *dy, const float *x, int C, int OC, int
     for (int o = 0; o < NB; o++) {
         float *d = dw + ((size_t)(o0 + o) * C + i) * 9;
 #pragma GCC unroll 9
-        for (int k = 0; k < 9; k++) d[k] += _mm512_reduce_add_ps(acc[o][k]);
+        for (int k = 0; k < 9; k++) {
+            float s = _mm512_reduce_add_ps(acc[o][k]);
+            d[k] = add ? d[k] + s : s;
+        }
     }
     (void)OC;
 }
@@ -231,28 +235,30 @@ static int dw_band_rows(int W, int H) {
     return r;
 }
 
-static AVX512 void direct_dw(float *dw, const float *dy, const float *x, int C, int H, int W,
-                             int OC) {
+/* acc 0: dw overwritten (by the first band; the others add to it) */
+static AVX512 void direct_dw(float *dw, const float *dy, const float *x, int C, int H, int W, int OC,
+                             int acc) {
     const int RB = dw_band_rows(W, H);
     for (int h0 = 0; h0 < H; h0 += RB) {
-        int h1 = H - h0 < RB ? H : h0 + RB;
+        int h1 = H - h0 < RB ? H : h0 + RB, add = acc || h0 > 0;
         for (int o0 = 0; o0 < OC; o0 += DW_OB) {
             int nb = OC - o0;
             for (int i = 0; i < C; i++) {
                 if (nb >= 3)
-                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 3);
+                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 3, add);
                 else if (nb == 2)
-                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 2);
+                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 2, add);
                 else
-                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 1);
+                    dw_tile(dw, dy, x, C, OC, H, W, o0, i, h0, h1, 1, add);
             }
         }
     }
 }
 
 void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
-                                  const float *x, const float *w, int C, int H, int W, int OC) {
-    direct_dw(dw, dy, x, C, H, W, OC);
+                                  const float *x, const float *w, int C, int H, int W, int OC,
+                                  int acc) {
+    direct_dw(dw, dy, x, C, H, W, OC, acc);
     if (!dx) return;
     /* dx[c] = sum over oc and taps of w[oc, c, 8-k] times dy[oc] shifted by tap k */
     Direct d = {.x = dy, .w = w, .so = 9, .si = (ptrdiff_t)C * 9, .flip = 1, .CI = OC, .CO = C,
@@ -268,9 +274,10 @@ void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, 
 }
 
 void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
-                                  const float *x, const float *w, int C, int H, int W, int OC) {
+                                  const float *x, const float *w, int C, int H, int W, int OC,
+                                  int acc) {
     (void)dx, (void)dx2, (void)csplit, (void)dw, (void)dy, (void)x, (void)w, (void)C, (void)H,
-        (void)W, (void)OC;
+        (void)W, (void)OC, (void)acc;
 }
 
 #endif

@@ -366,9 +366,9 @@ static AVX512 void wino_hsum_lanes(int lane[16]) {
 
 /* S16[16] += sums over the band's blocks of Yh[pos][o0+j] * V[pos][c0+k]
  * (16 accumulators, j, k < 4, in hsum16's lane order; channels past the
- * last repeat it and are not read back) */
+ * last repeat it and are not read back); add 0: = */
 TILE void dw_tile(float *S16, const float *V, const float *Yh, int C, int OC, int ne, int pos, int o0,
-                  int c0) {
+                  int c0, int add) {
     const float *yp[DW_B], *vp[DW_B];
 #pragma GCC unroll 4
     for (int j = 0; j < DW_B; j++) {
@@ -392,7 +392,8 @@ TILE void dw_tile(float *S16, const float *V, const float *Yh, int C, int OC, in
             for (int k = 0; k < DW_B; k++)
                 acc[j * DW_B + k] = _mm512_fmadd_ps(y[j], v[k], acc[j * DW_B + k]);
     }
-    _mm512_storeu_ps(S16, _mm512_add_ps(_mm512_loadu_ps(S16), hsum16(acc)));
+    const __m512 s = hsum16(acc);
+    _mm512_storeu_ps(S16, add ? _mm512_add_ps(_mm512_loadu_ps(S16), s) : s);
 }
 
 static AVX512 void wino_dw_band(float *V, float *Yh, float *S, const Wino *d, const float *dy,
@@ -407,20 +408,20 @@ static AVX512 void wino_dw_band(float *V, float *Yh, float *S, const Wino *d, co
         for (int o = 0; o < ob; o++)
             for (int c = 0; c < cb; c++)
                 dw_tile(S + (((size_t)pos * ob + o) * cb + c) * VL, V, Yh, C, OC, ne, pos, o * DW_B,
-                        c * DW_B);
+                        c * DW_B, k0 > 0);
 }
 
 void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
-                                int OC, float *scratch) {
+                                int OC, float *scratch, int acc) {
     const int E = wino_dw_entries(C, OC), ng = (W + 2 * VL - 1) / (2 * VL);
     const int ob = (OC + DW_B - 1) / DW_B, cb = (C + DW_B - 1) / DW_B;
     float *V = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *Yh = V + (size_t)16 * VL * E * C, *S = Yh + (size_t)16 * VL * E * OC;
-    memset(S, 0, sizeof(float) * 16 * VL * ob * cb);
+    /* S is not zeroed: the first band writes it (16 floats a channel pair) */
     Wino d = {.x = x, .CI = C, .H = H, .W = W};
     const int n = (H + 1) / 2 * ng;
     for (int k = 0; k < n; k += E) wino_dw_band(V, Yh, S, &d, dy, OC, k, n - k < E ? n - k : E, ng);
-    /* dw += G^T S G */
+    /* dw += G^T S G, or dw = G^T S G (acc 0) */
     int lane[16];
     wino_hsum_lanes(lane);
     for (int oc = 0; oc < OC; oc++)
@@ -437,9 +438,9 @@ void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int 
             }
             float *g = dw + ((size_t)oc * C + c) * 9;
             for (int k = 0; k < 3; k++) {
-                g[k * 3 + 0] += t[k][0] + 0.5f * (t[k][1] + t[k][2]);
-                g[k * 3 + 1] += 0.5f * (t[k][1] - t[k][2]);
-                g[k * 3 + 2] += 0.5f * (t[k][1] + t[k][2]) + t[k][3];
+                float r[3] = {t[k][0] + 0.5f * (t[k][1] + t[k][2]), 0.5f * (t[k][1] - t[k][2]),
+                              0.5f * (t[k][1] + t[k][2]) + t[k][3]};
+                for (int q = 0; q < 3; q++) g[k * 3 + q] = acc ? g[k * 3 + q] + r[q] : r[q];
             }
         }
 }
@@ -447,8 +448,8 @@ void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int 
 #else
 
 void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
-                                int OC, float *scratch) {
-    (void)dw, (void)dy, (void)x, (void)C, (void)H, (void)W, (void)OC, (void)scratch;
+                                int OC, float *scratch, int acc) {
+    (void)dw, (void)dy, (void)x, (void)C, (void)H, (void)W, (void)OC, (void)scratch, (void)acc;
 }
 
 void dacl_wino_forward_rows(float *y, const float *x, const float *U, const float *b, int C, int H,

@@ -24,8 +24,10 @@ void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, 
                               const float *w, int C, int H, int W, int OC, int K, float *ws);
 void dacl_convt_image_forward(float *y, const float *x, const float *w, const float *b, int C, int H,
                               int W, int OC, float *ws);
+/* dw/db accumulate (acc 1) or are overwritten (acc 0: the first image of a
+ * gradient slot, which then needs no zeroing); so for every acc below */
 void dacl_convt_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                               const float *w, int C, int H, int W, int OC, float *ws);
+                               const float *w, int C, int H, int W, int OC, float *ws, int acc);
 
 /* BatchNorm + activation on channels [c0, c1) of [N,C,HW] */
 void dacl_bn_act_forward_train_ch(float *out, float *mean, float *rstd, const float *in,
@@ -102,7 +104,7 @@ void dacl_dropout_bits(uint64_t *bits, size_t HW, uint64_t key, size_t base, uin
  * channels [0, csplit) go to dx, [csplit, C) to dx2 (a concat's two parts) */
 void dacl_conv_image_backward_split(float *dx, float *dx2, int csplit, float *dw, float *db,
                                     const float *dy, const float *x, const float *w, int C, int H,
-                                    int W, int OC, float *ws);
+                                    int W, int OC, float *ws, int acc);
 
 /* Direct 3x3 convolutions (ops_conv_direct.c): nonzero where this CPU runs
  * them (AVX-512). Same contracts as the im2col path; no workspace. */
@@ -111,9 +113,10 @@ int dacl_conv3x3_direct_available(void);
 int dacl_conv3x3_use_direct(int C, int H, int W, int OC, int backward);
 void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1);
-/* dx (may be NULL) channels [0, csplit), dx2 the rest, overwritten; dw accumulates */
+/* dx (may be NULL) channels [0, csplit), dx2 the rest, overwritten; dw accumulates (acc 0: overwritten) */
 void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
-                                  const float *x, const float *w, int C, int H, int W, int OC);
+                                  const float *x, const float *w, int C, int H, int W, int OC,
+                                  int acc);
 /* Winograd F(2x2,3x3) (ops_conv_wino.c), on the CPUs that run the direct
  * kernels. U: dacl_wino_u_floats(C, OC) floats of transformed weights,
  * written for output channels [oc0, oc1) by dacl_wino_weights and read by
@@ -128,11 +131,11 @@ void dacl_wino_forward_rows(float *y, const float *x, const float *U, const floa
 /* the input gradient, channels [0, csplit) to dx and the rest to dx2, overwritten */
 void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy, const float *U,
                              int C, int H, int W, int OC, float *scratch);
-/* dw [OC,C,3,3] += the weight gradient of one image, by Winograd; scratch:
- * dacl_wino_dw_scratch_floats(C, OC) floats */
+/* dw [OC,C,3,3] += the weight gradient of one image (acc 0: =), by
+ * Winograd; scratch: dacl_wino_dw_scratch_floats(C, OC) floats */
 size_t dacl_wino_dw_scratch_floats(int C, int OC);
 void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
-                                int OC, float *scratch);
+                                int OC, float *scratch, int acc);
 /* 1 if this layer's forward (backward = 0) or input gradient (1) takes Winograd */
 int dacl_conv3x3_use_wino(int C, int H, int W, int OC, int backward);
 /* 1 if its weight gradient does (never without its input gradient) */
@@ -148,12 +151,12 @@ void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U,
                                        float *stats);
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, int wino_dw, float *ws);
+                                   int W, int OC, int wino_dw, float *ws, int acc);
 /* the im2col + sgemm path whatever the shape, for tests and benchmarks */
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws);
 void dacl_conv3x3_im2col_backward(float *dx, float *dx2, int csplit, float *dw, const float *dy,
                                   const float *x, const float *w, int C, int H, int W, int OC,
-                                  float *ws);
+                                  float *ws, int acc);
 
 #endif

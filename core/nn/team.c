@@ -241,18 +241,23 @@ static float *group_slot(const Job *j, int g) {
     return j->t->gslots + (size_t)g * (j->wlen + (size_t)j->OC);
 }
 
-/* where group g's image gradients accumulate: its slot (zeroed), or with no
- * slots (groups = 0: the team was not planned for this layer, which the
- * U-Net's planning rules out) the model's gradient itself, one member; db
- * NULL where the bias gradient is summed elsewhere */
+/* where group g's image gradients go: its slot, which the group's first
+ * image overwrites and the others add to (not zeroed first: that was a
+ * pass over up to 16 MiB a layer), or with no slots (groups = 0: the team
+ * was not planned for this layer, which the U-Net's planning rules out) the
+ * model's gradient itself, one member, every image adding; db NULL where
+ * the bias gradient is summed elsewhere */
 static void group_grads(const Job *j, int g, float **dw, float **db) {
     if (j->groups == 0) {
         *dw = j->t->grads + j->dw, *db = j->nobias ? NULL : j->t->grads + j->db;
         return;
     }
     *dw = group_slot(j, g), *db = j->nobias ? NULL : *dw + j->wlen;
-    memset(*dw, 0, sizeof(float) * (j->wlen + (j->nobias ? 0 : (size_t)j->OC)));
 }
+
+/* image n of a group from image a: 1 if it adds to the group's gradients,
+ * 0 if it writes them (see group_grads) */
+static int group_acc(const Job *j, int n, int a) { return j->groups == 0 || n > a; }
 
 /* grads[dw..] and grads[db..] += the slots, in group order */
 static void job_sum_slots(void *ctx, int tid, int nt) {
@@ -309,11 +314,11 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
             if (j->wino)
                 dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                               conv_input(j, tid, n), j->t->wu, j->C, j->H, j->W, j->OC,
-                                              j->wino_dw, member_ws(j->t, tid));
+                                              j->wino_dw, member_ws(j->t, tid), group_acc(j, n, a));
             else
                 dacl_conv_image_backward_split(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                                conv_input(j, tid, n), j->w, j->C, j->H, j->W, j->OC,
-                                               member_ws(j->t, tid));
+                                               member_ws(j->t, tid), group_acc(j, n, a));
         }
     }
 }
@@ -359,7 +364,7 @@ static void job_convt_bwd(void *ctx, int tid, int nt) {
         for (int n = a; n < e; n++)
             dacl_convt_image_backward(j->dx ? j->dx + n * j->C * HW : NULL, dw, db,
                                       j->dy + n * j->OC * 4 * HW, j->x + n * j->C * HW, j->w, j->C,
-                                      j->H, j->W, j->OC, member_ws(j->t, tid));
+                                      j->H, j->W, j->OC, member_ws(j->t, tid), group_acc(j, n, a));
     }
 }
 

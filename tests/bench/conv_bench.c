@@ -99,14 +99,14 @@ int main(int argc, char **argv) {
             memset(dw1, 0, (size_t)OC * C * 9 * 4);
             memset(dw2, 0, (size_t)OC * C * 9 * 4);
             double t3 = cpu_now();
-            dacl_conv3x3_im2col_backward(dx1, dx1, C, dw1, dy, x, w, C, H, W, OC, ws);
+            dacl_conv3x3_im2col_backward(dx1, dx1, C, dw1, dy, x, w, C, H, W, OC, ws, 1);
             double t4 = cpu_now();
-            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC);
+            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC, 1);
             double t5 = cpu_now();
-            dacl_conv3x3_direct_backward(NULL, NULL, C, dw2, dy, x, w, C, H, W, OC);
+            dacl_conv3x3_direct_backward(NULL, NULL, C, dw2, dy, x, w, C, H, W, OC, 1);
             double t6 = cpu_now();
             memset(dw2, 0, (size_t)OC * C * 9 * 4);
-            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC);
+            dacl_conv3x3_direct_backward(dx2, dx2, C, dw2, dy, x, w, C, H, W, OC, 1);
             best[4] = fmin(best[4], t6 - t5);
             double t7 = cpu_now();
             dacl_wino_forward_rows(y3, x, U, b, C, H, W, OC, 0, H, sc);
@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
             best[5] = fmin(best[5], t8 - t7), best[6] = fmin(best[6], t9 - t8);
             memset(dw3, 0, (size_t)OC * C * 9 * 4);
             double t10 = cpu_now();
-            dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, scw);
+            dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, scw, 1);
             best[7] = fmin(best[7], cpu_now() - t10);
             best[0] = fmin(best[0], t1 - t), best[1] = fmin(best[1], t2 - t1);
             best[2] = fmin(best[2], t4 - t3), best[3] = fmin(best[3], t5 - t4);

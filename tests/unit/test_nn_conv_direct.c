@@ -86,9 +86,9 @@ static void check_shape(int C, int H, int W, int OC, uint64_t seed) {
     memcpy(dw3, dw1, nw * sizeof(float));
     for (size_t i = 0; i < csplit * HW; i++) dxa2[i] = NAN; /* overwritten, never read */
     for (size_t i = 0; i < (C - csplit) * HW; i++) dxb2[i] = NAN;
-    dacl_conv3x3_im2col_backward(dxa1, dxb1, csplit, dw1, dy, x, w, C, H, W, OC, ws);
-    dacl_conv3x3_direct_backward(dxa2, dxb2, csplit, dw2, dy, x, w, C, H, W, OC);
-    dacl_conv3x3_direct_backward(NULL, NULL, C, dw3, dy, x, w, C, H, W, OC);
+    dacl_conv3x3_im2col_backward(dxa1, dxb1, csplit, dw1, dy, x, w, C, H, W, OC, ws, 1);
+    dacl_conv3x3_direct_backward(dxa2, dxb2, csplit, dw2, dy, x, w, C, H, W, OC, 1);
+    dacl_conv3x3_direct_backward(NULL, NULL, C, dw3, dy, x, w, C, H, W, OC, 1);
     double ea = rel_diff(dxa2, dxa1, csplit * HW), eb = rel_diff(dxb2, dxb1, (C - csplit) * HW);
     double ew = rel_diff(dw2, dw1, nw);
     printf("  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e  dw %.1e\n", C, OC, H, W, ey, ea, eb,
@@ -161,13 +161,13 @@ static void check_wino(int C, int H, int W, int OC, uint64_t seed) {
     memset(dw, 0, nw * sizeof(float));
     for (size_t i = 0; i < csplit * HW; i++) dxa2[i] = NAN; /* overwritten, never read */
     for (size_t i = 0; i < (C - csplit) * HW; i++) dxb2[i] = NAN;
-    dacl_conv3x3_direct_backward(dxa1, dxb1, csplit, dw, dy, x, w, C, H, W, OC);
+    dacl_conv3x3_direct_backward(dxa1, dxb1, csplit, dw, dy, x, w, C, H, W, OC, 1);
     dacl_wino_backward_data(dxa2, dxb2, csplit, dy, U, C, H, W, OC, scratch);
     double ea = rel_diff(dxa2, dxa1, csplit * HW), eb = rel_diff(dxb2, dxb1, (C - csplit) * HW);
     /* the weight gradient accumulates onto what is there */
     float *dw2 = frand(&r, nw), *dw3 = fnew(nw), *dsc = fnew(dacl_wino_dw_scratch_floats(C, OC));
     for (size_t i = 0; i < nw; i++) dw3[i] = dw2[i], dw[i] += dw2[i];
-    dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, dsc);
+    dacl_wino_backward_weights(dw3, dy, x, C, H, W, OC, dsc, 1);
     double ew = rel_diff(dw3, dw, nw);
     printf("  winograd  C %3d  OC %3d  %3dx%-3d  y %.1e  dx %.1e / %.1e  dw %.1e\n", C, OC, H, W, ey,
            ea, eb, ew);
@@ -309,10 +309,62 @@ static void test_dispatch_batch(void **state) {
     free(x), free(w), free(b), free(ws), free(yN), free(y1);
 }
 
+/* acc 0 (a gradient slot's first image): dw and db overwritten, never read
+ * (they start as NaN here), equal to acc 1 onto zeros, and only the first
+ * of several row bands overwrites: every weight-gradient path, the bias
+ * gradient, and the transposed convolution's. */
+static void expect_overwrite(const float *got, const float *ref, size_t n) {
+    for (size_t i = 0; i < n; i++) assert_true(got[i] == ref[i]);
+}
+
+static void check_acc0(int C, int H, int W, int OC, uint64_t seed) {
+    DaclRng r;
+    dacl_rng_seed(&r, seed);
+    const size_t HW = (size_t)H * W, nw = (size_t)OC * C * 9, nt = (size_t)C * OC * 4;
+    float *x = frand(&r, C * HW), *w = frand(&r, nw), *dy = frand(&r, OC * HW);
+    float *dyt = frand(&r, OC * 4 * HW), *wt = frand(&r, nt);
+    size_t wsn = dacl_conv2d_ws(C, H, W, 3), dws = dacl_wino_dw_scratch_floats(C, OC);
+    size_t tws = dacl_convt2x2_ws(OC, H, W);
+    if (dws > wsn) wsn = dws;
+    if (tws > wsn) wsn = tws;
+    float *ws = fnew(wsn), *dx = fnew(C * HW);
+    float *a = fnew(nw + OC), *b = fnew(nw + OC);
+    const int direct = dacl_conv3x3_direct_available();
+    for (int path = 0; path < 6; path++) {
+        if (!direct && (path == 1 || path == 2)) continue;
+        size_t n = path == 5 ? nt + OC : nw + OC;
+        for (size_t i = 0; i < n; i++) a[i] = 0.0f, b[i] = NAN;
+        for (int acc = 1; acc >= 0; acc--) {
+            float *d = acc ? a : b;
+            switch (path) {
+            case 0: dacl_conv3x3_im2col_backward(NULL, NULL, C, d, dy, x, w, C, H, W, OC, ws, acc); break;
+            case 1: dacl_conv3x3_direct_backward(NULL, NULL, C, d, dy, x, w, C, H, W, OC, acc); break;
+            case 2: dacl_wino_backward_weights(d, dy, x, C, H, W, OC, ws, acc); break;
+            case 3: dacl_conv_image_backward_split(dx, NULL, C, d, d + nw, dy, x, w, C, H, W, OC, ws, acc); break;
+            case 4: dacl_conv3x3_im2col_backward(dx, NULL, C, d, dy, x, w, C, H, W, OC, ws, acc); break;
+            default: dacl_convt_image_backward(dx, d, d + nt, dyt, x, wt, C, H, W, OC, ws, acc); break;
+            }
+        }
+        /* the weights, and the bias where the path has one */
+        expect_overwrite(b, a, path == 3 || path == 5 ? n : nw);
+    }
+    free(x), free(w), free(dy), free(dyt), free(wt), free(ws), free(dx), free(a), free(b);
+}
+
+static void test_grad_overwrite(void **state) {
+    (void)state;
+    /* several row bands for im2col (C 16, W 64: 28 rows) and the direct dw
+     * (W 64: 31 rows), several bands of blocks for Winograd's, partial tiles */
+    static const int shapes[][4] = {{16, 40, 64, 16}, {5, 70, 64, 7}, {3, 5, 17, 9}, {64, 20, 96, 40}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_acc0(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 700 + i);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_direct_matches_im2col),
                                        cmocka_unit_test(test_wino_matches_direct),
                                        cmocka_unit_test(test_unet_wino_matches),
-                                       cmocka_unit_test(test_dispatch_batch)};
+                                       cmocka_unit_test(test_dispatch_batch),
+                                       cmocka_unit_test(test_grad_overwrite)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
