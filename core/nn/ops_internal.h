@@ -67,6 +67,17 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbia
                              const float *mean, const float *rstd, const float *gamma, int N, int C,
                              int HW, float slope, int c0, int c1);
 
+/* dacl_bn_act_backward_ch in place on g (no dropout), with g first getting
+ * the backward of the 2x2 max-pool of its forward input added (pool_dy,
+ * pool_idx [N,C,H/2,W/2] as dacl_maxpool2x2_backward takes them) plane by
+ * plane as the sums read it: the same bits as dacl_maxpool2x2_backward on
+ * g followed by dacl_bn_act_backward_ch, one pass over g less */
+void dacl_bn_act_backward_pool_ch(float *g, float *dgamma, float *dbeta, float *dbias,
+                                  const float *pool_dy, const uint8_t *pool_idx, const float *in,
+                                  const float *beta, const float *mean, const float *rstd,
+                                  const float *gamma, int N, int C, int H, int W, float slope, int c0,
+                                  int c1);
+
 /* dropout on elements [i0, i1) of out/in (the mask depends on the global index) */
 void dacl_dropout_range(float *out, const float *in, size_t i0, size_t i1, float p, uint64_t key);
 

@@ -158,11 +158,15 @@ static inline uint32_t mask16(const uint64_t *mb, int i) {
     return mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0;
 }
 
+/* pool_dy (may be NULL): dx = dy in place, and each plane of it gets the
+ * backward of a 2x2 max-pool (pool_dy, pool_idx: planes of HW/4, rows of
+ * W) added right before the sums read it, so they read it from cache */
 static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, float *dbias,
                                         const float *dy, const uint64_t *mask, float p,
                                         const float *out, const float *in, const float *beta,
                                         const float *mean, const float *rstd, const float *gamma,
-                                        int N, int C, int HW, float slope, int c0, int c1) {
+                                        int N, int C, int HW, float slope, int c0, int c1,
+                                        const float *pool_dy, const uint8_t *pool_idx, int W) {
     const double M = (double)N * HW;
     const size_t mw = dacl_mask_words((size_t)HW);
     const float ks = mask ? dacl_dropout_scale(p) : 1.0f;
@@ -175,6 +179,10 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
             const uint64_t *mb = mask ? mask + ((size_t)n * C + c) * mw : NULL;
+            if (pool_dy) {
+                const size_t q = ((size_t)n * C + c) * (size_t)(HW / 4);
+                dacl_maxpool2x2_backward(dx + o, pool_dy + q, pool_idx + q, 1, 1, HW / W, W);
+            }
             float a1[LANES] = {0}, a2[LANES] = {0};
             int i = 0;
             for (; i + LANES <= HW; i += LANES) {
@@ -238,10 +246,19 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbia
     /* two calls, so each inlined copy has the mask test folded out of its loops */
     if (mask)
         bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, mask, p, NULL, in, beta, mean, rstd, gamma,
-                             N, C, HW, slope, c0, c1);
+                             N, C, HW, slope, c0, c1, NULL, NULL, 1);
     else
         bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, NULL, 0.0f, NULL, in, beta, mean, rstd,
-                             gamma, N, C, HW, slope, c0, c1);
+                             gamma, N, C, HW, slope, c0, c1, NULL, NULL, 1);
+}
+
+void dacl_bn_act_backward_pool_ch(float *g, float *dgamma, float *dbeta, float *dbias,
+                                  const float *pool_dy, const uint8_t *pool_idx, const float *in,
+                                  const float *beta, const float *mean, const float *rstd,
+                                  const float *gamma, int N, int C, int H, int W, float slope, int c0,
+                                  int c1) {
+    bn_act_backward_core(g, dgamma, dbeta, dbias, g, NULL, 0.0f, NULL, in, beta, mean, rstd, gamma, N,
+                         C, H * W, slope, c0, c1, pool_dy, pool_idx, W);
 }
 
 void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
@@ -263,7 +280,7 @@ void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *d
                           const float *out, const float *in, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int HW, float slope) {
     bn_act_backward_core(dx, dgamma, dbeta, NULL, dy, NULL, 0.0f, out, in, NULL, mean, rstd, gamma, N,
-                         C, HW, slope, 0, C);
+                         C, HW, slope, 0, C, NULL, NULL, 1);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {

@@ -435,17 +435,25 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
     (void)nt;
     float *g = j->t->grads; /* channels are disjoint: no per-member copy needed */
     float *dbias = j->dbias == TEAM_BIAS_DONE ? NULL : g + j->dbias;
-    for (int c; (c = next_chunk(j->t, tid)) >= 0;)
-        dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p, j->x, j->beta,
-                                j->mean, j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c, c + 1);
+    for (int c; (c = next_chunk(j->t, tid)) >= 0;) {
+        if (j->g)
+            dacl_bn_act_backward_pool_ch(j->y, g + j->dw, g + j->db, dbias, j->g, j->cidx, j->x,
+                                         j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H / j->W,
+                                         j->W, j->slope, c, c + 1);
+        else
+            dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p, j->x,
+                                    j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c,
+                                    c + 1);
+    }
 }
 
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
                  float p, const float *c, const float *beta, const float *mean, const float *rstd,
-                 const float *gamma, int N, int C, int HW, float slope) {
+                 const float *gamma, int N, int C, int HW, float slope, const float *pool_dy,
+                 const uint8_t *pool_idx, int W) {
     Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .mask = mask, .p = p, .x = c,
              .beta = beta, .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N,
-             .C = C, .H = HW, .slope = slope};
+             .C = C, .H = HW, .W = W, .slope = slope, .g = pool_dy, .cidx = pool_idx};
     run(t, job_bn_bwd, &j, C);
 }
 
@@ -464,21 +472,6 @@ static void job_add(void *ctx, int tid, int nt) {
 void team_add(Team *t, float *y, const float *x, size_t n) {
     Job j = {.y = y, .x = x, .n = n};
     run(t, job_add, &j, range_chunks(t));
-}
-
-static void job_pool_bwd(void *ctx, int tid, int nt) {
-    const Job *j = ctx;
-    (void)nt;
-    size_t in_plane = (size_t)j->H * j->W, out_plane = in_plane / 4;
-    for (int k; (k = next_chunk(j->t, tid)) >= 0;)
-        dacl_maxpool2x2_backward(j->dx + k * in_plane, j->dy + k * out_plane, j->cidx + k * out_plane,
-                                 1, 1, j->H, j->W);
-}
-
-void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H,
-                   int W) {
-    Job j = {.dx = dx, .dy = dy, .cidx = idx, .N = N, .C = C, .H = H, .W = W};
-    run(t, job_pool_bwd, &j, N * C);
 }
 
 /* ---------------------------------------------------------- optimiser -- */

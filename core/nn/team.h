@@ -104,14 +104,16 @@ void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, con
  * (TEAM_BIAS_DONE: none) that of the bias of the convolution that produced
  * c, which gets the sum of the gradient written to g. mask (may be NULL):
  * g is the gradient of a dropout of probability p with these keep bits
- * (XForm's), whose backward is applied to g as it is read. */
+ * (XForm's), whose backward is applied to g as it is read. pool_dy (may be
+ * NULL; then mask must be): g first gets the backward of a 2x2 max-pool of
+ * c's BN output added, pool_dy and pool_idx as team_pool_bwd's dy and idx,
+ * rows of W, each plane as the BN reads it (team_pool_bwd fused in). */
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
                  float p, const float *c, const float *beta, const float *mean, const float *rstd,
-                 const float *gamma, int N, int C, int HW, float slope);
+                 const float *gamma, int N, int C, int HW, float slope, const float *pool_dy,
+                 const uint8_t *pool_idx, int W);
 
 void team_add(Team *t, float *y, const float *x, size_t n);
-/* accumulates into dx [N,C,H,W] */
-void team_pool_bwd(Team *t, float *dx, const float *dy, const uint8_t *idx, int N, int C, int H, int W);
 
 void team_sgd(Team *t, float *w, const float *g, float *buf, size_t n, float lr, float momentum,
               float wd);

@@ -530,17 +530,19 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
  * (channels [0, csplit)) and dx2 (the rest); dx NULL: not needed. Each BN's
  * backward also sums the bias gradient of the convolution before it, and
  * BN1's takes the dropout's backward on the fly (from the forward's bits). */
+/* pool_dy (may be NULL): the gradient of the max-pool of b's output
+ * (indices pool_idx), added to g by BN2's backward as it reads it */
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, float *dx, float *dx2,
-                           int csplit, uint64_t key) {
+                           int csplit, uint64_t key, const float *pool_dy, const uint8_t *pool_idx) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
     team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), OFF(m, t + 5), NULL, 0.0f, b->c2,
-                P(m, t + 7), b->m2, b->r2, P(m, t + 6), N, C, HW, LRELU);
+                P(m, t + 7), b->m2, b->r2, P(m, t + 6), N, C, HW, LRELU, pool_dy, pool_idx, b->W);
     XForm xf = block_xform(b, 1, key, 1);
     team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf, P(m, t + 4),
                   N, C, b->H, b->W, C);
     team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), OFF(m, t + 1),
                 b->p > 0.0f ? b->mask : NULL, b->p, b->c1, P(m, t + 3), b->m1, b->r1, P(m, t + 2), N,
-                C, HW, LRELU);
+                C, HW, LRELU, NULL, NULL, b->W);
     team_conv_bwd(&m->team, dx, dx2, csplit, OFF(m, t), TEAM_BIAS_DONE, tmp, b->x, NULL, P(m, t), N,
                   b->cin, b->H, b->W, C);
 }
@@ -564,7 +566,7 @@ int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, in
         if (dfeat && feat_which == DACL_FEAT_UP1 + d)
             team_add(t, g, dfeat, (size_t)N * b->cout * b->H * b->W);
         /* d cat: the skip half to dskip[l], the upsampled half to g (free by then) */
-        block_backward(m, b, N, g, o, m->dskip[l], g, w[l], 0);
+        block_backward(m, b, N, g, o, m->dskip[l], g, w[l], 0, NULL, NULL);
         const float *prev = d ? m->blk[5 + d - 1].y : m->blk[4].y;
         team_convt_bwd(t, o, OFF(m, m->t_up[d]), OFF(m, m->t_up[d] + 1), g, prev, P(m, m->t_up[d]), N,
                        w[l + 1], h, wd, w[l]);
@@ -574,13 +576,17 @@ int dacl_unet_backward(DaclUNet *m, const float *dlogits, const float *dfeat, in
     /* encoder, bottleneck first */
     if (dfeat && feat_which == DACL_FEAT_BOTTLENECK)
         team_add(t, g, dfeat, (size_t)N * w[4] * m->blk[4].H * m->blk[4].W);
+    /* block l's input gradient is that of the max-pool of block l-1's
+     * output: block l-1's BN2 backward adds it into dskip as it reads it */
+    const float *pool_dy = NULL;
+    const uint8_t *pool_idx = NULL;
     for (int l = 4; l >= 0; l--) {
         Block *b = &m->blk[l];
         float *tmp = g == m->s0 ? m->s1 : m->s0;
-        block_backward(m, b, N, g, tmp, l > 0 ? g : NULL, NULL, b->cin, block_key(key, l));
+        block_backward(m, b, N, g, tmp, l > 0 ? g : NULL, NULL, b->cin, block_key(key, l), pool_dy,
+                       pool_idx);
         if (l == 0) break;
-        Block *prev = &m->blk[l - 1];
-        team_pool_bwd(t, m->dskip[l - 1], g, m->idx[l], N, prev->cout, prev->H, prev->W);
+        pool_dy = g, pool_idx = m->idx[l];
         g = m->dskip[l - 1];
     }
     return DACL_OK;

@@ -207,12 +207,57 @@ static void test_bn_backward_dropout_fused(void **state) {
     check_dropout_fused(8, 6, 1, 0.5f, 15);    /* one pixel a plane, a word each */
 }
 
+/* The max-pool backward added into BN2's gradient plane by plane inside the
+ * BN backward (dacl_bn_act_backward_pool_ch) against dacl_maxpool2x2_backward
+ * on g followed by dacl_bn_act_backward_ch: dx, dgamma, dbeta and dbias the
+ * same to the bit; and the pooled gradient changes the result (the case
+ * tests something). */
+static void check_pool_fused(int N, int C, int H, int W, uint64_t seed) {
+    const int HW = H * W, q = HW / 4;
+    BnCase k = bn_case(N, C, HW, seed);
+    DaclRng r;
+    dacl_rng_seed(&r, seed + 100);
+    size_t n = (size_t)N * C * HW, nq = (size_t)N * C * q;
+    float *pdy = frand(&r, nq, -2.0f, 2.0f), *pooled = fnew(nq);
+    uint8_t *idx = malloc(nq ? nq : 1);
+    assert_non_null(idx);
+    dacl_maxpool2x2_forward(pooled, idx, k.c, N, C, H, W); /* idx from real data */
+    float *g1 = fnew(n), *g2 = fnew(n), *g3 = fnew(n);
+    memcpy(g1, k.g, n * sizeof(float)), memcpy(g2, k.g, n * sizeof(float));
+    memcpy(g3, k.g, n * sizeof(float));
+    float *s1 = fnew(3 * C), *s2 = fnew(3 * C), *s3 = fnew(3 * C);
+    for (int i = 0; i < 3 * C; i++) s1[i] = s2[i] = s3[i] = 0.125f * i;
+    dacl_maxpool2x2_backward(g1, pdy, idx, N, C, H, W);
+    dacl_bn_act_backward_ch(g1, s1, s1 + C, s1 + 2 * C, g1, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd,
+                            k.gamma, N, C, HW, SLOPE, 0, C);
+    /* in two channel ranges, as the team splits it */
+    dacl_bn_act_backward_pool_ch(g2, s2, s2 + C, s2 + 2 * C, pdy, idx, k.c, k.beta, k.mean, k.rstd,
+                                 k.gamma, N, C, H, W, SLOPE, 0, C / 2);
+    dacl_bn_act_backward_pool_ch(g2, s2, s2 + C, s2 + 2 * C, pdy, idx, k.c, k.beta, k.mean, k.rstd,
+                                 k.gamma, N, C, H, W, SLOPE, C / 2, C);
+    assert_memory_equal(g1, g2, n * sizeof(float));
+    assert_memory_equal(s1, s2, 3 * C * sizeof(float));
+    dacl_bn_act_backward_ch(g3, s3, s3 + C, s3 + 2 * C, g3, NULL, 0.0f, k.c, k.beta, k.mean, k.rstd,
+                            k.gamma, N, C, HW, SLOPE, 0, C);
+    assert_memory_not_equal(g1, g3, n * sizeof(float));
+    free(pdy), free(pooled), free(idx), free(g1), free(g2), free(g3), free(s1), free(s2), free(s3);
+    bn_case_free(&k);
+}
+
+static void test_bn_backward_pool_fused(void **state) {
+    (void)state;
+    check_pool_fused(3, 5, 16, 16, 21);
+    check_pool_fused(2, 4, 10, 38, 22); /* planes with partial 16-lane blocks */
+    check_pool_fused(4, 3, 2, 2, 23);   /* one pooled pixel a plane */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn_backward_sums_conv_bias),
         cmocka_unit_test(test_bn_backward_bias_sum_changes_nothing_else),
         cmocka_unit_test(test_dropout_bits),
         cmocka_unit_test(test_bn_backward_dropout_fused),
+        cmocka_unit_test(test_bn_backward_pool_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
