@@ -18,11 +18,16 @@
 # Targets: p99 < 10 ms, no errors, slowdown < 5 %.
 # Usage: serve_load.sh path/to/dacld [SECONDS=30] [RATE=500] [CONNECTIONS=25]
 # Environment: JOB overrides the training job (JSON). HISTORY=N (default 30000,
-# the paper's iteration count; 0: none) gives the job N more steps of every
-# series before the windows, as if it were late in a long run: they are written
-# into its database with sqlite3 at steps 1000001.. (beyond any step it trains
-# in the windows), so each /metrics answer folds N + its own points, as the
-# dashboard's would on a long job. ENCODING (default "gzip, deflate, br", what
+# the paper's iteration count; 0: none) gives every series of the job N steps
+# before the windows, as if it were late in a long run: they are written into
+# its database with sqlite3 at steps 1..N (the steps it has trained keep their
+# values; the ones it trains in the windows replace theirs), so each /metrics
+# answer folds N points, as the dashboard's would on a long job, and the rows a
+# flush brings are as cheap to take in as the appended ones of a real long job.
+# HISTORY_AFTER=1 writes them at steps 1000001.. instead (before 2026-11-26
+# 11:00 the only way): then every flushed row lands in front of the history, a
+# path a real job never takes (dacld inserts it in order, moving the 30000
+# points behind it). ENCODING (default "gzip, deflate, br", what
 # the browser showing the dashboard sends; "" for none) is the requests'
 # Accept-Encoding. Builds nothing.
 set -euo pipefail
@@ -101,8 +106,8 @@ if [ "$HISTORY" -gt 0 ]; then
   command -v sqlite3 >/dev/null || { echo "serve_load: HISTORY needs sqlite3 (deploy/install-deps.sh)" >&2; exit 2; }
   sqlite3 "$W/var/dacld.db" "PRAGMA busy_timeout = 10000;
     WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $HISTORY)
-    INSERT INTO metrics (job, name, step, value)
-      SELECT $ID, n.name, 1000000 + s.i, 1.0 / (1 + s.i) + (abs(random()) % 1000) / 1e5
+    INSERT OR IGNORE INTO metrics (job, name, step, value)
+      SELECT $ID, n.name, $([ "${HISTORY_AFTER:-0}" = 1 ] && echo '1000000 +') s.i, 1.0 / (1 + s.i) + (abs(random()) % 1000) / 1e5
       FROM s, metric_names n WHERE n.job = $ID;" >/dev/null
 fi
 
@@ -171,7 +176,7 @@ wrk_cpu=$(cat "$W/wrk.out.cpu")
 read -r creqs cdur _ _ _ _ _ cp50 cp99 cpmax < <(grep '^WRK ' "$W/wrk-control.out" | cut -d' ' -f2-)
 errors=$((econn + eread + ewrite + estatus + etimeout))
 
-echo "serve_load: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, job batch $BATCH, windows of ${SECS} s, history $HISTORY steps"
+echo "serve_load: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, job batch $BATCH, windows of ${SECS} s, history $HISTORY steps$([ "${HISTORY_AFTER:-0}" = 1 ] && echo ' after the live ones')"
 echo "load: wrk -t1 -c$CONNS, ${DELAY_MS} ms between a connection's requests (offered ${RATE} req/s), Accept-Encoding: ${ENCODING:-none}"
 awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d }'
 echo "  latency     p50 ${p50} ms   p99 ${p99} ms   max ${pmax} ms"
