@@ -26,6 +26,30 @@ void dacl_maxpool2x2_forward(float *out, uint8_t *idx, const float *in, int N, i
     }
 }
 
+/* Each pooled gradient goes to the one input its idx names: the other
+ * three of the 2x2 block get -0.0 added, which leaves every float as it
+ * is (-0 included), so the same bits as adding to the chosen one alone;
+ * as adds of selected values the loop vectorises, where the store through
+ * the index did not. */
+/* Each pooled gradient goes to the one input its idx names: the other
+ * three of the 2x2 block get -0.0 added, which leaves every float as it is
+ * (-0 included), so the same bits as adding to the chosen one alone; as
+ * adds of selected values the loop vectorises, where the store through the
+ * index (a quarter of the time of BN's backward) did not. */
+static void pool_bwd_rows(float *restrict r0, float *restrict r1, const float *restrict g,
+                          const uint8_t *restrict a, int Wo) {
+    for (int j = 0; j < Wo; j++) {
+        float v = g[j];
+        int s = a[j];
+        float m0 = s == 0 ? v : -0.0f, m1 = s == 1 ? v : -0.0f, m2 = s == 2 ? v : -0.0f,
+              m3 = s == 3 ? v : -0.0f;
+        r0[2 * j] += m0;
+        r0[2 * j + 1] += m1;
+        r1[2 * j] += m2;
+        r1[2 * j + 1] += m3;
+    }
+}
+
 void dacl_maxpool2x2_backward(float *din, const float *dout, const uint8_t *idx, int N, int C,
                               int H, int W) {
     const int Ho = H / 2, Wo = W / 2;
@@ -33,12 +57,9 @@ void dacl_maxpool2x2_backward(float *din, const float *dout, const uint8_t *idx,
         float *dx = din + nc * H * W;
         const float *dy = dout + nc * Ho * Wo;
         const uint8_t *k = idx + nc * Ho * Wo;
-        for (int i = 0; i < Ho; i++) {
-            for (int j = 0; j < Wo; j++) {
-                uint8_t a = k[i * Wo + j];
-                dx[(size_t)(2 * i + (a >> 1)) * W + 2 * j + (a & 1)] += dy[i * Wo + j];
-            }
-        }
+        for (int i = 0; i < Ho; i++)
+            pool_bwd_rows(dx + (size_t)(2 * i) * W, dx + (size_t)(2 * i + 1) * W, dy + (size_t)i * Wo,
+                          k + (size_t)i * Wo, Wo);
     }
 }
 

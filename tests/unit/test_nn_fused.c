@@ -251,6 +251,36 @@ static void test_bn_backward_pool_fused(void **state) {
     check_pool_fused(4, 3, 2, 2, 23);   /* one pooled pixel a plane */
 }
 
+/* dacl_maxpool2x2_backward against the plain scatter (each pooled gradient
+ * added to the one input its idx names), to the bit: inputs that are -0.0
+ * and not chosen stay -0.0, rows of odd pooled widths (vector tails) */
+static void test_pool_backward_bits(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{3, 4, 38}, {2, 6, 70}, {1, 2, 2}, {5, 8, 256}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int NC = shapes[t][0], H = shapes[t][1], W = shapes[t][2], q = H * W / 4;
+        DaclRng r;
+        dacl_rng_seed(&r, 40 + t);
+        size_t n = (size_t)NC * H * W;
+        float *dx = frand(&r, n, -1.0f, 1.0f), *ref = fnew(n), *dy = frand(&r, (size_t)NC * q, -1.0f, 1.0f);
+        uint8_t *idx = malloc((size_t)NC * q);
+        assert_non_null(idx);
+        for (size_t i = 0; i < n; i++)
+            if (i % 5 < 2) dx[i] = i % 5 ? 0.0f : -0.0f;
+        for (size_t i = 0; i < (size_t)NC * q; i++) idx[i] = (uint8_t)dacl_rng_below(&r, 4);
+        memcpy(ref, dx, n * sizeof(float));
+        for (int p = 0; p < NC; p++)
+            for (int i = 0; i < H / 2; i++)
+                for (int j = 0; j < W / 2; j++) {
+                    size_t k = (size_t)p * q + (size_t)i * (W / 2) + j;
+                    ref[(size_t)p * H * W + (size_t)(2 * i + (idx[k] >> 1)) * W + 2 * j + (idx[k] & 1)] += dy[k];
+                }
+        dacl_maxpool2x2_backward(dx, dy, idx, NC, 1, H, W);
+        assert_memory_equal(dx, ref, n * sizeof(float));
+        free(dx), free(ref), free(dy), free(idx);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn_backward_sums_conv_bias),
@@ -258,6 +288,7 @@ int main(void) {
         cmocka_unit_test(test_dropout_bits),
         cmocka_unit_test(test_bn_backward_dropout_fused),
         cmocka_unit_test(test_bn_backward_pool_fused),
+        cmocka_unit_test(test_pool_backward_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
