@@ -324,24 +324,35 @@ void dacl_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
 
 size_t dacl_convt2x2_ws(int OC, int H, int W) { return (size_t)OC * 4 * H * W; }
 
+/* Rows of x a band of the transposed convolution: its OC*4 GEMM rows of
+ * band pixels (about 512 KiB) stay in L2 between the GEMM that writes them
+ * and the pass that interleaves them into y (or gathers them from dy). */
+static int convt_band_rows(int OC, int H, int W) {
+    int r = (1 << 17) / (OC * 4 * W);
+    return r < 1 ? 1 : r > H ? H : r;
+}
+
 void dacl_convt_image_forward(float *y, const float *x, const float *w, const float *b, int C, int H,
                               int W, int OC, float *ws) {
-    const int HW = H * W, W2 = 2 * W;
-    /* ws[OC*4, HW] = w[C, OC*4]^T . x[C, HW]; row (oc, a, bb) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC * 4, HW, C, 1.0f, w, OC * 4, x, HW, 0.0f,
-                ws, HW);
-    for (int oc = 0; oc < OC; oc++) {
-        float bv = b ? b[oc] : 0.0f;
-        float *yo = y + (size_t)oc * 4 * HW;
-        for (int a = 0; a < 2; a++) {
-            const float *r0 = ws + ((size_t)oc * 4 + a * 2) * HW;
-            const float *r1 = r0 + HW;
-            for (int i = 0; i < H; i++) {
-                float *d = yo + (size_t)(2 * i + a) * W2;
-                const float *s0 = r0 + (size_t)i * W, *s1 = r1 + (size_t)i * W;
-                for (int j = 0; j < W; j++) {
-                    d[2 * j] = s0[j] + bv;
-                    d[2 * j + 1] = s1[j] + bv;
+    const int HW = H * W, W2 = 2 * W, RB = convt_band_rows(OC, H, W);
+    for (int i0 = 0; i0 < H; i0 += RB) {
+        const int i1 = H - i0 < RB ? H : i0 + RB, n = (i1 - i0) * W;
+        /* ws[OC*4, n] = w[C, OC*4]^T . x[C, band]; row (oc, a, bb) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC * 4, n, C, 1.0f, w, OC * 4,
+                    x + (size_t)i0 * W, HW, 0.0f, ws, n);
+        for (int oc = 0; oc < OC; oc++) {
+            float bv = b ? b[oc] : 0.0f;
+            float *yo = y + (size_t)oc * 4 * HW;
+            for (int a = 0; a < 2; a++) {
+                const float *r0 = ws + ((size_t)oc * 4 + a * 2) * n;
+                const float *r1 = r0 + n;
+                for (int i = i0; i < i1; i++) {
+                    float *d = yo + (size_t)(2 * i + a) * W2;
+                    const float *s0 = r0 + (size_t)(i - i0) * W, *s1 = r1 + (size_t)(i - i0) * W;
+                    for (int j = 0; j < W; j++) {
+                        d[2 * j] = s0[j] + bv;
+                        d[2 * j + 1] = s1[j] + bv;
+                    }
                 }
             }
         }
@@ -350,33 +361,40 @@ void dacl_convt_image_forward(float *y, const float *x, const float *w, const fl
 
 void dacl_convt_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int C, int H, int W, int OC, float *ws, int acc) {
-    const int HW = H * W, W2 = 2 * W;
-    /* gather dy into ws[OC*4, HW] in the forward's row order */
-    for (int oc = 0; oc < OC; oc++) {
-        const float *g = dy + (size_t)oc * 4 * HW;
-        float s = 0.0f;
-        for (int a = 0; a < 2; a++) {
-            float *r0 = ws + ((size_t)oc * 4 + a * 2) * HW;
-            float *r1 = r0 + HW;
-            for (int i = 0; i < H; i++) {
-                const float *src = g + (size_t)(2 * i + a) * W2;
-                float *d0 = r0 + (size_t)i * W, *d1 = r1 + (size_t)i * W;
-                for (int j = 0; j < W; j++) {
-                    d0[j] = src[2 * j];
-                    d1[j] = src[2 * j + 1];
-                    s += src[2 * j] + src[2 * j + 1];
+    const int HW = H * W, W2 = 2 * W, RB = convt_band_rows(OC, H, W);
+    for (int i0 = 0; i0 < H; i0 += RB) {
+        const int i1 = H - i0 < RB ? H : i0 + RB, n = (i1 - i0) * W, add = acc || i0 > 0;
+        /* gather the band of dy into ws[OC*4, n] in the forward's row order;
+         * the bias gradient sums an output channel's 4 rows there after, in
+         * lanes (one running sum as it gathered was a chain of dependent
+         * adds, and kept the gather from vectorising) */
+        for (int oc = 0; oc < OC; oc++) {
+            const float *g = dy + (size_t)oc * 4 * HW;
+            for (int a = 0; a < 2; a++) {
+                float *r0 = ws + ((size_t)oc * 4 + a * 2) * n;
+                float *r1 = r0 + n;
+                for (int i = i0; i < i1; i++) {
+                    const float *src = g + (size_t)(2 * i + a) * W2;
+                    float *d0 = r0 + (size_t)(i - i0) * W, *d1 = r1 + (size_t)(i - i0) * W;
+                    for (int j = 0; j < W; j++) {
+                        d0[j] = src[2 * j];
+                        d1[j] = src[2 * j + 1];
+                    }
                 }
             }
+            if (db) {
+                float s = lane_sum(ws + (size_t)oc * 4 * n, 4 * n);
+                db[oc] = add ? db[oc] + s : s;
+            }
         }
-        if (db) db[oc] = acc ? db[oc] + s : s;
+        /* dw[C, OC*4] += x[C, band] . ws[OC*4, n]^T (the first band's = where acc is 0) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, OC * 4, n, 1.0f, x + (size_t)i0 * W,
+                    HW, ws, n, add ? 1.0f : 0.0f, dw, OC * 4);
+        /* dx[C, band] = w[C, OC*4] . ws[OC*4, n] */
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, n, OC * 4, 1.0f, w, OC * 4, ws, n,
+                        0.0f, dx + (size_t)i0 * W, HW);
     }
-    /* dw[C, OC*4] += x[C, HW] . ws[OC*4, HW]^T (acc 0: =) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, OC * 4, HW, 1.0f, x, HW, ws, HW,
-                acc ? 1.0f : 0.0f, dw, OC * 4);
-    /* dx[C, HW] = w[C, OC*4] . ws[OC*4, HW] */
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, HW, OC * 4, 1.0f, w, OC * 4, ws, HW,
-                    0.0f, dx, HW);
 }
 
 void dacl_convt2x2_forward(float *out, const float *in, const float *w, const float *b, int N,

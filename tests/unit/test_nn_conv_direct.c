@@ -360,11 +360,60 @@ static void test_grad_overwrite(void **state) {
         check_acc0(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 700 + i);
 }
 
+/* The transposed 2x2 convolution, run in bands of input rows (the GEMM's
+ * rows of a band stay in cache), against the sums written out, at shapes of
+ * one band and of several with a partial last one */
+static void check_convt(int C, int H, int W, int OC, uint64_t seed) {
+    DaclRng r;
+    dacl_rng_seed(&r, seed);
+    const size_t HW = (size_t)H * W, nw = (size_t)C * OC * 4, W2 = 2 * (size_t)W;
+    float *x = frand(&r, C * HW), *w = frand(&r, nw), *b = frand(&r, OC), *dy = frand(&r, OC * 4 * HW);
+    float *ws = fnew(dacl_convt2x2_ws(OC, H, W)), *y = fnew(OC * 4 * HW), *yr = fnew(OC * 4 * HW);
+    float *dx = fnew(C * HW), *dxr = fnew(C * HW), *dw = fnew(nw + OC), *dwr = fnew(nw + OC);
+    for (int oc = 0; oc < OC; oc++)
+        for (int i = 0; i < 2 * H; i++)
+            for (int j = 0; j < 2 * W; j++) {
+                double s = b[oc];
+                for (int c = 0; c < C; c++)
+                    s += (double)w[((size_t)c * OC + oc) * 4 + (i & 1) * 2 + (j & 1)] *
+                         x[c * HW + (size_t)(i / 2) * W + j / 2];
+                yr[oc * 4 * HW + i * W2 + j] = (float)s;
+            }
+    for (size_t k = 0; k < nw + OC; k++) dwr[k] = 0.0f;
+    for (int c = 0; c < C; c++)
+        for (size_t p = 0; p < HW; p++) {
+            double s = 0.0;
+            for (int oc = 0; oc < OC; oc++)
+                for (int q = 0; q < 4; q++) {
+                    size_t o = oc * 4 * HW + (2 * (p / W) + q / 2) * W2 + 2 * (p % W) + q % 2;
+                    s += (double)w[((size_t)c * OC + oc) * 4 + q] * dy[o];
+                    dwr[((size_t)c * OC + oc) * 4 + q] += x[c * HW + p] * dy[o];
+                    if (c == 0) dwr[nw + oc] += dy[o];
+                }
+            dxr[c * HW + p] = (float)s;
+        }
+    dacl_convt_image_forward(y, x, w, b, C, H, W, OC, ws);
+    dacl_convt_image_backward(dx, dw, dw + nw, dy, x, w, C, H, W, OC, ws, 0);
+    assert_true(rel_diff(y, yr, OC * 4 * HW) <= TOL);
+    assert_true(rel_diff(dx, dxr, C * HW) <= TOL);
+    assert_true(rel_diff(dw, dwr, nw) <= 1e-4 && rel_diff(dw + nw, dwr + nw, OC) <= 1e-4);
+    free(x), free(w), free(b), free(dy), free(ws), free(y), free(yr), free(dx), free(dxr), free(dw),
+        free(dwr);
+}
+
+static void test_convt_bands(void **state) {
+    (void)state;
+    check_convt(3, 5, 7, 2, 800);      /* one band */
+    check_convt(8, 37, 64, 16, 801);   /* 32 rows a band: two, the last partial */
+    check_convt(4, 20, 128, 64, 802);  /* 4 rows a band: five */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_direct_matches_im2col),
                                        cmocka_unit_test(test_wino_matches_direct),
                                        cmocka_unit_test(test_unet_wino_matches),
                                        cmocka_unit_test(test_dispatch_batch),
-                                       cmocka_unit_test(test_grad_overwrite)};
+                                       cmocka_unit_test(test_grad_overwrite),
+                                       cmocka_unit_test(test_convt_bands)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
