@@ -27,11 +27,6 @@ void dacl_maxpool2x2_forward(float *out, uint8_t *idx, const float *in, int N, i
 }
 
 /* Each pooled gradient goes to the one input its idx names: the other
- * three of the 2x2 block get -0.0 added, which leaves every float as it
- * is (-0 included), so the same bits as adding to the chosen one alone;
- * as adds of selected values the loop vectorises, where the store through
- * the index did not. */
-/* Each pooled gradient goes to the one input its idx names: the other
  * three of the 2x2 block get -0.0 added, which leaves every float as it is
  * (-0 included), so the same bits as adding to the chosen one alone; as
  * adds of selected values the loop vectorises, where the store through the
