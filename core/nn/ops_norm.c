@@ -153,9 +153,19 @@ static inline float undrop(float g, const uint64_t *mb, uint32_t mk, int l, floa
     return !mb ? g : mk >> l & 1 ? g * ks : 0.0f;
 }
 
-/* the bits of plane elements [i, i + 16) (i a multiple of 16) in the low 16 */
+/* the bits of plane elements from i on (to the end of i's 64-bit word) in
+ * the low bits; i a multiple of 16 gives at least 16 */
 static inline uint32_t mask16(const uint64_t *mb, int i) {
     return mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0;
+}
+
+/* dz at element i + l of a plane: g undropped (mk: mask16(mb, i)) times
+ * the activation's derivative */
+static inline float dz_at(const float *g, const float *y, const float *x, const uint64_t *mb,
+                          uint32_t mk, int i, int l, float ks, float scale, float shift,
+                          float slope) {
+    float gl = undrop(g[i + l], mb, mk, l, ks);
+    return dz_of(gl, y, x[i + l], scale, shift, (size_t)(i + l), slope);
 }
 
 /* pool_dy (may be NULL): dx = dy in place, and each plane of it gets the
@@ -188,15 +198,13 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
             for (; i + LANES <= HW; i += LANES) {
                 const uint32_t mk = mask16(mb, i);
                 for (int l = 0; l < LANES; l++) {
-                    float gl = undrop(g[i + l], mb, mk, l, ks);
-                    float dz = dz_of(gl, y, x[i + l], scale, shift, (size_t)(i + l), slope);
+                    float dz = dz_at(g, y, x, mb, mk, i, l, ks, scale, shift, slope);
                     a1[l] += dz;
                     a2[l] += dz * (x[i + l] - mu);
                 }
             }
             for (; i < HW; i++) {
-                float gl = undrop(g[i], mb, mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0, 0, ks);
-                float dz = dz_of(gl, y, x[i], scale, shift, (size_t)i, slope);
+                float dz = dz_at(g, y, x, mb, mask16(mb, i), i, 0, ks, scale, shift, slope);
                 a1[0] += dz;
                 a2[0] += dz * (x[i] - mu);
             }
@@ -219,16 +227,14 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
             for (; i + LANES <= HW; i += LANES) {
                 const uint32_t mk = mask16(mb, i);
                 for (int l = 0; l < LANES; l++) {
-                    float gl = undrop(g[i + l], mb, mk, l, ks);
-                    float dz = dz_of(gl, y, x[i + l], scale, shift, (size_t)(i + l), slope);
+                    float dz = dz_at(g, y, x, mb, mk, i, l, ks, scale, shift, slope);
                     float v = k * (dz - mdz - (x[i + l] - mu) * mdzx);
                     d[i + l] = v;
                     a3[l] += v;
                 }
             }
             for (; i < HW; i++) {
-                float gl = undrop(g[i], mb, mb ? (uint32_t)(mb[i >> 6] >> (i & 63)) : 0, 0, ks);
-                float dz = dz_of(gl, y, x[i], scale, shift, (size_t)i, slope);
+                float dz = dz_at(g, y, x, mb, mask16(mb, i), i, 0, ks, scale, shift, slope);
                 float v = k * (dz - mdz - (x[i] - mu) * mdzx);
                 d[i] = v;
                 a3[0] += v;
