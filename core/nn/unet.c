@@ -529,9 +529,9 @@ const float *dacl_unet_feature(const DaclUNet *m, int which, int *c, int *h, int
 /* dy in g (overwritten); tmp is scratch. The input gradient goes to dx
  * (channels [0, csplit)) and dx2 (the rest); dx NULL: not needed. Each BN's
  * backward also sums the bias gradient of the convolution before it, and
- * BN1's takes the dropout's backward on the fly (from the forward's bits). */
-/* pool_dy (may be NULL): the gradient of the max-pool of b's output
- * (indices pool_idx), added to g by BN2's backward as it reads it */
+ * BN1's takes the dropout's backward on the fly (from the forward's bits).
+ * pool_dy (may be NULL): the gradient of the max-pool of b's output
+ * (indices pool_idx), added to g by BN2's backward as it reads it. */
 static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, float *dx, float *dx2,
                            int csplit, uint64_t key, const float *pool_dy, const uint8_t *pool_idx) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
