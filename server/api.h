@@ -24,6 +24,9 @@ int api_job_parse_body(const char *body, size_t n, DaclJobConfig *cfg, int *prio
 
 void api_job_submit(Server *s, Request *r);
 void api_job_list(Server *s, Request *r);
+/* The cache of GET /jobs/{id} answers lives in s->jcache */
+int api_job_cache_create(Server *s);
+void api_job_cache_free(Server *s);
 void api_job_get(Server *s, Request *r);
 void api_job_cancel(Server *s, Request *r);
 void api_job_delete(Server *s, Request *r);

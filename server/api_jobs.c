@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,11 +369,136 @@ void api_job_list(Server *s, Request *r) {
     http_json(r, MHD_HTTP_OK, o);
 }
 
+/* ------------------------------------------------------ job answers -- */
+
+/* Answers of GET /jobs/{id}, kept while nothing they were built from has
+ * moved: the store (store_generation: any write, the job's or another's,
+ * which moves queue positions) and, for a running job, the scheduler's
+ * progress snapshot and warning. A dashboard or script polling a running
+ * job then costs a comparison per request, not a database read, a parse of
+ * the job's config and a print (a quarter of the HTTP threads' CPU under
+ * tests/bench/serve_load.sh); the answer changes once an iteration. */
+#define JOB_SLOTS 8
+
+typedef struct {
+    long id;             /* 0: free */
+    uint64_t gen;        /* the store's generation before the job was read */
+    int running;         /* it was running: the scheduler's state is part of it */
+    int live;            /* scheduler_progress had it, with p */
+    DaclProgress p;
+    char warning[640];   /* scheduler_warning's text, "" for none */
+    HttpShared *json;
+    unsigned long used;
+} JobSlot;
+
+struct JobCache {
+    pthread_mutex_t mu;
+    unsigned long tick;
+    JobSlot slot[JOB_SLOTS];
+};
+
+int api_job_cache_create(Server *s) {
+    s->jcache = calloc(1, sizeof *s->jcache);
+    if (!s->jcache) return DACL_FAIL(DACL_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->jcache->mu, NULL);
+    return DACL_OK;
+}
+
+void api_job_cache_free(Server *s) {
+    if (!s->jcache) return;
+    for (int i = 0; i < JOB_SLOTS; i++) http_shared_unref(s->jcache->slot[i].json);
+    pthread_mutex_destroy(&s->jcache->mu);
+    free(s->jcache);
+    s->jcache = NULL;
+}
+
+/* The scheduler's side of a running job's answer, as job_json reads it. */
+static void live_state(Server *s, long id, int *live, DaclProgress *p, char warning[640]) {
+    memset(p, 0, sizeof *p);
+    *live = scheduler_progress(s->sched, id, p);
+    if (!scheduler_warning(s->sched, id, warning, 640)) warning[0] = '\0';
+}
+
+static int same_progress(const DaclProgress *a, const DaclProgress *b) {
+    return a->iteration == b->iteration && a->total == b->total && a->img_per_s == b->img_per_s &&
+           a->eta_s == b->eta_s;
+}
+
+/* The cached answer for job id at generation gen (a reference), or NULL. */
+static HttpShared *job_cache_get(Server *s, long id, uint64_t gen) {
+    JobCache *c = s->jcache;
+    int idx = -1, running = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < JOB_SLOTS && idx < 0; i++)
+        if (c->slot[i].json && c->slot[i].id == id && c->slot[i].gen == gen) idx = i, running = c->slot[i].running;
+    pthread_mutex_unlock(&c->mu);
+    if (idx < 0) return NULL;
+    int live = 0;
+    DaclProgress p;
+    char warning[640];
+    if (running) live_state(s, id, &live, &p, warning); /* outside the cache's lock */
+    HttpShared *out = NULL;
+    pthread_mutex_lock(&c->mu);
+    JobSlot *e = &c->slot[idx];
+    if (e->json && e->id == id && e->gen == gen &&
+        (!e->running || (e->live == live && (!live || same_progress(&e->p, &p)) && !strcmp(e->warning, warning)))) {
+        out = http_shared_ref(e->json);
+        e->used = ++c->tick;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return out;
+}
+
+static void job_cache_put(Server *s, long id, uint64_t gen, int running, int live, const DaclProgress *p,
+                          const char *warning, HttpShared *json) {
+    JobCache *c = s->jcache;
+    pthread_mutex_lock(&c->mu);
+    JobSlot *victim = &c->slot[0];
+    for (int i = 0; i < JOB_SLOTS; i++) {
+        JobSlot *e = &c->slot[i];
+        if (e->json && e->id == id) { /* an older answer */
+            victim = e;
+            break;
+        }
+        if (e->used < victim->used) victim = e;
+    }
+    http_shared_unref(victim->json);
+    *victim = (JobSlot){.id = id, .gen = gen, .running = running, .live = live, .p = *p,
+                        .json = http_shared_ref(json), .used = ++c->tick};
+    snprintf(victim->warning, sizeof victim->warning, "%s", warning);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void api_job_get(Server *s, Request *r) {
+    long id;
+    if (!http_param_id(r, 0, &id)) return;
+    uint64_t gen = store_generation(s->store); /* before anything is read */
+    HttpShared *hit = job_cache_get(s, id, gen);
+    if (hit) {
+        http_shared(r, MHD_HTTP_OK, "application/json", 0, hit);
+        http_shared_unref(hit);
+        return;
+    }
     StoreJob j;
     if (!api_load_job(s, r, &j)) return;
-    http_json(r, MHD_HTTP_OK, job_json(s, &j, 1));
+    /* the scheduler's state as the answer reads it: read first, so that a
+     * snapshot taken between this and job_json makes the slot miss */
+    int running = j.status == JOB_RUNNING, live = 0;
+    DaclProgress p = {0};
+    char warning[640] = "";
+    if (running) live_state(s, id, &live, &p, warning);
+    cJSON *o = job_json(s, &j, 1);
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
     store_job_clear(&j);
+    HttpShared *body = text ? http_shared_new(text, strlen(text)) : NULL;
+    if (!body) {
+        http_internal(r);
+        return;
+    }
+    job_cache_put(s, id, gen, running, live, &p, warning, body);
+    http_shared(r, MHD_HTTP_OK, "application/json", 0, body);
+    http_shared_unref(body);
 }
 
 void api_job_cancel(Server *s, Request *r) {

@@ -168,6 +168,7 @@ static int split_names(const char *list, char ***out, int *n) {
 typedef struct {
     long job, iteration;
     int status;
+    uint64_t gen; /* the store's generation before the job was read */
     char key[192];
     HttpShared *json, *gz; /* gz: NULL until a client asks for it */
     int gz_pending;        /* a request is compressing json, after its own answer */
@@ -270,6 +271,25 @@ static HttpShared *cache_get(MetricsCache *c, const StoreJob *j, const char *key
     return out;
 }
 
+/* The cached answer to query key of job id if nothing was written to the
+ * store since it was made (a reference), with no read of the job at all:
+ * what a dashboard polling a job gets between two flushes. */
+static HttpShared *cache_get_gen(MetricsCache *c, long id, const char *key, uint64_t gen, int want_gz,
+                                 int *gz) {
+    HttpShared *out = NULL;
+    *gz = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < CACHE_SLOTS && !out; i++) {
+        CacheSlot *e = &c->slot[i];
+        if (!e->json || e->job != id || e->gen != gen || strcmp(e->key, key)) continue;
+        *gz = want_gz && e->gz;
+        out = http_shared_ref(*gz ? e->gz : e->json);
+        e->used = ++c->tick;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return out;
+}
+
 /* The slot that holds json, or NULL; under c->mu. */
 static CacheSlot *slot_holding(MetricsCache *c, const HttpShared *json) {
     for (int i = 0; i < CACHE_SLOTS; i++)
@@ -299,7 +319,7 @@ static void cache_put_gz(MetricsCache *c, const HttpShared *json, HttpShared *gz
     pthread_mutex_unlock(&c->mu);
 }
 
-static void cache_put(MetricsCache *c, const StoreJob *j, const char *key, HttpShared *json) {
+static void cache_put(MetricsCache *c, const StoreJob *j, uint64_t gen, const char *key, HttpShared *json) {
     if (strlen(key) >= sizeof c->slot[0].key) return;
     pthread_mutex_lock(&c->mu);
     CacheSlot *victim = &c->slot[0];
@@ -313,7 +333,7 @@ static void cache_put(MetricsCache *c, const StoreJob *j, const char *key, HttpS
     }
     http_shared_unref(victim->json);
     http_shared_unref(victim->gz);
-    *victim = (CacheSlot){.job = j->id, .iteration = j->iteration, .status = (int)j->status,
+    *victim = (CacheSlot){.job = j->id, .iteration = j->iteration, .status = (int)j->status, .gen = gen,
                           .json = http_shared_ref(json), .used = ++c->tick};
     snprintf(victim->key, sizeof victim->key, "%s", key);
     pthread_mutex_unlock(&c->mu);
@@ -535,13 +555,26 @@ static void send_answer(Server *s, Request *r, HttpShared *body, int gz, int wan
 }
 
 void api_job_metrics(Server *s, Request *r) {
-    long since, max_points;
+    long since, max_points, id;
     StoreJob j;
     if (!http_query_long(r, "since", -1, 1L << 40, -1, &since) ||
-        !http_query_long(r, "max_points", 0, MAX_POINTS_CAP, 0, &max_points) || !api_load_job(s, r, &j))
+        !http_query_long(r, "max_points", 0, MAX_POINTS_CAP, 0, &max_points) || !http_param_id(r, 0, &id))
         return;
-    long job = j.id;
     const char *list = http_query(r, "names");
+    int want_gz = http_accepts_gzip(r), gz;
+    char key[192];
+    /* a query too long for a key is not cached: a truncated key could match another */
+    if (snprintf(key, sizeof key, "%ld|%ld|%s", since, max_points, list ? list : "*") >= (int)sizeof key)
+        key[0] = '\0';
+    /* only valid queries of jobs that exist are cached: a hit needs no checks */
+    uint64_t gen = store_generation(s->store); /* before the job is read */
+    HttpShared *hit = key[0] ? cache_get_gen(s->mcache, id, key, gen, want_gz, &gz) : NULL;
+    if (hit) {
+        send_answer(s, r, hit, gz, want_gz);
+        return;
+    }
+    if (!api_load_job(s, r, &j)) return;
+    long job = j.id;
     if (max_points == 1) {
         http_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "max_points",
                    "max_points: 0 (all) or at least 2 (a minimum and a maximum per bucket)");
@@ -554,12 +587,7 @@ void api_job_metrics(Server *s, Request *r) {
         store_job_clear(&j);
         return;
     }
-    int want_gz = http_accepts_gzip(r), gz;
-    char key[192];
-    /* a query too long for a key is not cached: a truncated key could match another */
-    if (snprintf(key, sizeof key, "%ld|%ld|%s", since, max_points, list ? list : "*") >= (int)sizeof key)
-        key[0] = '\0';
-    HttpShared *hit = key[0] ? cache_get(s->mcache, &j, key, 0, want_gz, &gz) : NULL;
+    hit = key[0] ? cache_get(s->mcache, &j, key, 0, want_gz, &gz) : NULL;
     if (hit) {
         send_answer(s, r, hit, gz, want_gz);
         store_job_clear(&j);
@@ -598,7 +626,7 @@ void api_job_metrics(Server *s, Request *r) {
     char *text = buf_take(&b, &len);
     HttpShared *body = rc ? NULL : http_shared_new(text, len);
     if (rc) free(text);
-    if (body && key[0]) cache_put(s->mcache, &j, key, body); /* before a waiting request looks */
+    if (body && key[0]) cache_put(s->mcache, &j, gen, key, body); /* before a waiting request looks */
     if (raw) {
         pthread_mutex_unlock(&raw->mu);
         raw_unpin(s->mcache, raw);

@@ -246,7 +246,7 @@ static int start(Server *s) {
     if (store_recover(s->store, &interrupted, &canceled)) return 1;
     if (interrupted || canceled)
         fprintf(stderr, "dacld: recovered: %d job(s) cut off will resume, %d canceled\n", interrupted, canceled);
-    if (api_cache_create(s) || events_start(&s->events, 15) || http_start(s, &s->http, &port)) return 1;
+    if (api_cache_create(s) || api_job_cache_create(s) || events_start(&s->events, 15) || http_start(s, &s->http, &port)) return 1;
     fprintf(stderr, "dacld: listening on http://%.*s:%d\n", (int)(strrchr(s->cfg.listen, ':') - s->cfg.listen),
             s->cfg.listen, port);
     return scheduler_start(s, &s->sched) ? 1 : 0;
@@ -259,6 +259,7 @@ static void stop(Server *s) {
     http_stop(s->http);           /* requests in flight finish */
     events_free(s->events);
     api_cache_free(s);
+    api_job_cache_free(s);
     store_close(s->store);
 }
 

@@ -15,6 +15,7 @@ typedef struct Scheduler Scheduler;
 typedef struct Events Events;
 typedef struct Http Http;
 typedef struct MetricsCache MetricsCache;
+typedef struct JobCache JobCache;
 
 /* The effective configuration: defaults, then the config file, then the
  * environment, then flags (cmd_serve.c). */
@@ -47,6 +48,7 @@ typedef struct {
     Events *events;
     Http *http;
     MetricsCache *mcache; /* api_metrics.c */
+    JobCache *jcache;     /* api_jobs.c */
 } Server;
 
 #endif

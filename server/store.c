@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ enum {
     Q_COMMIT,
     Q_ROLLBACK,
     Q_USER_VERSION,
+    Q_DATA_VERSION,
     Q_JOB_INSERT,
     Q_JOB_WORKDIR,
     Q_JOB_GET,
@@ -59,6 +61,7 @@ static const char *const queries[Q_COUNT] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_USER_VERSION] = "PRAGMA user_version",
+    [Q_DATA_VERSION] = "PRAGMA data_version",
     [Q_JOB_INSERT] = "INSERT INTO jobs (name, config, priority, submitted_at, total) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_JOB_WORKDIR] = "UPDATE jobs SET work_dir = ?2 || '/jobs/' || id WHERE id = ?1",
@@ -99,6 +102,8 @@ static const char *const queries[Q_COUNT] = {
 typedef struct {
     sqlite3 *db;
     sqlite3_stmt *st[Q_COUNT];
+    sqlite3_int64 changes; /* sqlite3_total_changes64 when it left the pool */
+    sqlite3_int64 data_version; /* PRAGMA data_version when store_generation last asked */
 } Conn;
 
 struct Store {
@@ -108,6 +113,7 @@ struct Store {
     Conn *conns;
     int *idle; /* stack of idle connection indices */
     int nidle;
+    _Atomic uint64_t gen; /* store_generation */
 };
 
 static const char *const status_names[JOB_NSTATUS] = {"queued", "running", "succeeded",
@@ -149,10 +155,15 @@ static Conn *conn_get(Store *s) {
     while (s->nidle == 0) pthread_cond_wait(&s->freed, &s->mu);
     Conn *c = &s->conns[s->idle[--s->nidle]];
     pthread_mutex_unlock(&s->mu);
+    c->changes = sqlite3_total_changes64(c->db);
     return c;
 }
 
+/* Back to the pool; a connection that changed rows (committed or rolled
+ * back: a needless bump costs a cache miss, nothing more) moves the
+ * generation on, after its transaction has ended. */
 static void conn_put(Store *s, Conn *c) {
+    if (sqlite3_total_changes64(c->db) != c->changes) atomic_fetch_add(&s->gen, 1);
     pthread_mutex_lock(&s->mu);
     s->idle[s->nidle++] = (int)(c - s->conns);
     pthread_cond_signal(&s->freed);
@@ -323,6 +334,30 @@ int store_open(Store **out, const char *path, int conns, int *applied) {
     }
     *out = s;
     return DACL_OK;
+}
+
+/* This Store's own writes move the generation in conn_put. Other processes'
+ * (sqlite3 by hand, a restore) are seen through PRAGMA data_version, which
+ * changes on a connection once any other connection has committed since
+ * it last asked: it cannot tell them from this Store's, so each connection
+ * moves the generation once more after those too, a few needless misses per
+ * write. Where the database cannot answer, it moves on every call: nothing
+ * cached is trusted. */
+uint64_t store_generation(Store *s) {
+    Conn *c = conn_get(s);
+    sqlite3_stmt *st = stmt(c, Q_DATA_VERSION);
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        if (v != c->data_version) {
+            c->data_version = v;
+            atomic_fetch_add(&s->gen, 1);
+        }
+    } else {
+        atomic_fetch_add(&s->gen, 1);
+    }
+    if (st) sqlite3_reset(st);
+    conn_put(s, c);
+    return atomic_load(&s->gen);
 }
 
 int store_open_state(Store **out, const char *state_dir, int conns, int *applied) {

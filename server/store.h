@@ -64,6 +64,11 @@ int store_open(Store **out, const char *path, int conns, int *applied);
 /* The same for `state_dir`/dacld.db, creating state_dir (mode 0750) first. */
 int store_open_state(Store **out, const char *state_dir, int conns, int *applied);
 void store_close(Store *s);
+/* A number that moves on after every write to the database (any table, any
+ * connection, this process's or another's) once its transaction has ended:
+ * an answer built from reads made after the generation was g is current
+ * while it is still g. Costs a PRAGMA on a pooled connection. */
+uint64_t store_generation(Store *s);
 /* PRAGMA user_version: the last migration applied */
 int store_schema_version(Store *s, int *version);
 

@@ -272,8 +272,10 @@ check "cancel of a running job: 202" test "$code" = 202
 check "it stops as canceled" wait_status "$hold" canceled 20
 check "the higher priority runs next" wait_status "$high" running 20
 check "... while the lower one waits" test "$(job_status "$low")" = queued
+check "... now first in the queue (its answer follows the other jobs' changes)" test "$(num queue_position)" = 0
 code=$(req POST "/api/v1/jobs/$low/cancel" "${AUTH[@]}")
 check "cancel of a queued job: 200, canceled" test "$code" = 200 -a "$(field status)" = canceled
+check "... and so it reads at once" test "$(job_status "$low")" = canceled
 req POST "/api/v1/jobs/$high/cancel" "${AUTH[@]}" >/dev/null
 check "the third one is canceled too" wait_status "$high" canceled 20
 code=$(req POST "/api/v1/jobs/$low/cancel" "${AUTH[@]}")
