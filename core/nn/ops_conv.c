@@ -244,8 +244,15 @@ void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U,
 
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, int wino_dw, float *ws, int acc) {
+                                   int W, int OC, int wino_dw, float *ws, int acc,
+                                   const DaclBnSums *bs) {
     if (db) bias_grad(db, dy, OC, H * W, acc);
+    /* with BN's sums the input gradient first: they may write the input the
+     * weight gradient reads (bs->xout) */
+    if (dx && bs) {
+        dacl_wino_backward_data_bn(dx, dy, U, C, H, W, OC, ws, bs);
+        if (bs->xout) x = bs->xout;
+    }
     /* the weight gradient; ws is free again after */
     if (wino_dw)
         dacl_wino_backward_weights(dw, dy, x, C, H, W, OC, ws, acc);
@@ -253,7 +260,7 @@ void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw,
         dacl_conv3x3_direct_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, acc);
     else
         dacl_conv3x3_im2col_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, ws, acc);
-    if (dx) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
+    if (dx && !bs) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
 }
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

@@ -93,6 +93,8 @@ typedef struct {
     const uint64_t *mask;
     float *buf;
     const float *g;
+    double *bnsums; /* a convolution's backward: BN's per-image sums of dx (DaclBnSums) */
+    const float *bnmean;
 } Job;
 
 static float *member_ws(const Team *t, int tid) { return t->ws + (size_t)tid * t->ws_floats; }
@@ -311,10 +313,31 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
         for (int n = a; n < e; n++) {
             float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
             float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
-            if (j->wino)
+            DaclBnSums bs, *bsp = NULL;
+            if (j->bnsums) {
+                const XForm *xf = j->xf;
+                const size_t words = (size_t)j->C * dacl_mask_words(HW);
+                bs = (DaclBnSums){.x = j->x + n * j->C * HW,
+                                  .mask = xf->p > 0.0f ? xf->mask + n * words : NULL,
+                                  .scale = xf->scale, .shift = xf->shift, .mean = j->bnmean,
+                                  .ks = xf->p > 0.0f ? dacl_dropout_scale(xf->p) : 1.0f,
+                                  .slope = xf->slope, .sums = j->bnsums + (size_t)n * j->C * 2,
+                                  .xout = j->t->xbuf + (size_t)tid * j->t->xbuf_floats};
+                bsp = &bs;
+            }
+            if (bsp) {
+                /* the sums also write the transformed input into the member's
+                 * buffer, as they read x, for the weight gradient after them:
+                 * no pass of conv_input over x */
+                j->t->ximg[tid] = -1;
+                dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
+                                              bs.xout, j->t->wu, j->C, j->H, j->W, j->OC, j->wino_dw,
+                                              member_ws(j->t, tid), group_acc(j, n, a), bsp);
+                j->t->ximg[tid] = n;
+            } else if (j->wino)
                 dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                               conv_input(j, tid, n), j->t->wu, j->C, j->H, j->W, j->OC,
-                                              j->wino_dw, member_ws(j->t, tid), group_acc(j, n, a));
+                                              j->wino_dw, member_ws(j->t, tid), group_acc(j, n, a), NULL);
             else
                 dacl_conv_image_backward_split(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                                conv_input(j, tid, n), j->w, j->C, j->H, j->W, j->OC,
@@ -323,17 +346,37 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
     }
 }
 
-void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
-                   const float *x, const XForm *xf, const float *w, int N, int C, int H, int W,
-                   int OC) {
+/* bnsums, bnmean (may be NULL): BN's sums of dx as team_conv_bwd_bnsums
+ * takes them, where the layer's input gradient is Winograd's; 1 if taken */
+static int conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db,
+                    const float *dy, const float *x, const XForm *xf, const float *w, int N, int C,
+                    int H, int W, int OC, double *bnsums, const float *bnmean) {
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
              .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC, .nobias = db == TEAM_BIAS_DONE};
     int chunks = grad_begin(t, &j, (size_t)OC * C * 9);
     j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
     j.wino_dw = j.wino && dacl_conv3x3_use_wino_dw(C, H, W, OC) &&
                 t->ws_floats >= dacl_wino_dw_scratch_floats(C, OC);
+    if (bnsums && j.wino && !dx2 && csplit == C && xf &&
+        (!(xf->p > 0.0f) || (xf->mask_ready && xf->mask)) &&
+        t->ws_floats >= dacl_wino_bn_scratch_floats(C, OC) &&
+        t->xbuf_floats >= (size_t)C * H * W)
+        j.bnsums = bnsums, j.bnmean = bnmean;
     run(t, job_conv_bwd, &j, chunks);
     grad_end(t, &j);
+    return j.bnsums != NULL;
+}
+
+void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
+                   const float *x, const XForm *xf, const float *w, int N, int C, int H, int W,
+                   int OC) {
+    conv_bwd(t, dx, dx2, csplit, dw, db, dy, x, xf, w, N, C, H, W, OC, NULL, NULL);
+}
+
+int team_conv_bwd_bnsums(Team *t, float *dx, size_t dw, size_t db, const float *dy, const float *x,
+                         const XForm *xf, const float *w, int N, int C, int H, int W, int OC,
+                         double *sums, const float *mean) {
+    return conv_bwd(t, dx, NULL, C, dw, db, dy, x, xf, w, N, C, H, W, OC, sums, mean);
 }
 
 static void job_convt_fwd(void *ctx, int tid, int nt) {
@@ -441,19 +484,20 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
                                          j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H / j->W,
                                          j->W, j->slope, c, c + 1);
         else
-            dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p, j->x,
-                                    j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c,
-                                    c + 1);
+            dacl_bn_act_backward_sums_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p,
+                                         j->x, j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H,
+                                         j->slope, j->bnsums, c, c + 1);
     }
 }
 
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
                  float p, const float *c, const float *beta, const float *mean, const float *rstd,
                  const float *gamma, int N, int C, int HW, float slope, const float *pool_dy,
-                 const uint8_t *pool_idx, int W) {
+                 const uint8_t *pool_idx, int W, const double *sums) {
     Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .mask = mask, .p = p, .x = c,
              .beta = beta, .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N,
-             .C = C, .H = HW, .W = W, .slope = slope, .g = pool_dy, .cidx = pool_idx};
+             .C = C, .H = HW, .W = W, .slope = slope, .g = pool_dy, .cidx = pool_idx,
+             .bnsums = (double *)sums};
     run(t, job_bn_bwd, &j, C);
 }
 
