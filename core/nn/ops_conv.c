@@ -242,6 +242,27 @@ void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U,
     }
 }
 
+void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1, float *stats) {
+    for (int r0 = h0; r0 < h1; r0 += 4) {
+        int r1 = h1 - r0 < 4 ? h1 : r0 + 4;
+        dacl_conv3x3_direct_forward_rows_xin(y, xin, w, b, C, H, W, OC, r0, r1);
+        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
+    }
+}
+
+void dacl_conv_image_forward_rows_wino_xin(float *y, DaclXIn *xin, const float *U, const float *b,
+                                           int C, int H, int W, int OC, int h0, int h1,
+                                           float *scratch, float *stats) {
+    for (int r0 = h0; r0 < h1;) {
+        int r1 = (r0 & ~1) + 6;
+        if (r1 > h1) r1 = h1;
+        dacl_wino_forward_rows_xin(y, xin, U, b, C, H, W, OC, r0, r1, scratch);
+        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
+        r0 = r1;
+    }
+}
+
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
                                    int W, int OC, int wino_dw, float *ws, int acc,

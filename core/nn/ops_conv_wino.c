@@ -115,6 +115,7 @@ typedef struct {
     const float *U;       /* the layer's U */
     ptrdiff_t so, si, sp; /* U of position p, kernel output o, input i: U[perm(p)*sp + o*so + i*si] */
     int flip, CI, CO, H, W;
+    int R; /* 0: x is the input; else x is a DaclXIn's ring of R rows a channel, row h at h % R */
 } Wino;
 
 /* position p of the flipped kernel is position perm(p) of U: rows and
@@ -128,14 +129,20 @@ static inline int perm_pos(int p, int flip) {
  * (block row t, columns from w0) */
 TILE void wino_in(float *V, const Wino *d, int t, int w0, int e, int ne) {
     const int W = d->W, H = d->H, c0 = w0 - 1;
-    const size_t HW = (size_t)H * W;
+    const size_t cs = d->R ? (size_t)d->R * W : (size_t)H * W;
+    size_t ro[4]; /* where the block's rows start in a channel */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        int sh = 2 * t - 1 + k;
+        ro[k] = sh < 0 ? 0 : (size_t)(d->R ? sh % d->R : sh) * W;
+    }
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     const __mmask16 m0 = lane_mask(c0, W), m1 = lane_mask(c0 + VL, W), m2 = lane_mask(c0 + 2, W),
                     m3 = lane_mask(c0 + 2 + VL, W);
     const ptrdiff_t vs = (ptrdiff_t)d->CI * ne * VL; /* one position */
     for (int i = 0; i < d->CI; i++) {
-        const float *xi = d->x + i * HW;
+        const float *xi = d->x + i * cs;
         __m512 r[4][4]; /* d B, row by row */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -144,7 +151,7 @@ TILE void wino_in(float *V, const Wino *d, int t, int w0, int e, int ne) {
                 r[k][0] = r[k][1] = r[k][2] = r[k][3] = _mm512_setzero_ps();
                 continue;
             }
-            const float *row = xi + (size_t)sh * W + c0;
+            const float *row = xi + ro[k] + c0;
             __m512 a0 = _mm512_maskz_loadu_ps(m0, row), a1 = _mm512_maskz_loadu_ps(m1, row + VL);
             __m512 b0 = _mm512_maskz_loadu_ps(m2, row + 2), b1 = _mm512_maskz_loadu_ps(m3, row + 2 + VL);
             __m512 e0 = _mm512_permutex2var_ps(a0, ev, a1), e1 = _mm512_permutex2var_ps(a0, od, a1);
@@ -360,7 +367,8 @@ static AVX512 void bn_sums_rows(float *acc, const float *y, const DaclBnSums *bs
  * each pair of rows summed once its last entry is written; acc: 16-lane
  * partial sums, 2 CO vectors after M */
 static AVX512 void wino_rows(const Wino *d, float *y, float *y2, int split, const float *bias,
-                             int h0, int h1, float *scratch, const DaclBnSums *bs) {
+                             int h0, int h1, float *scratch, const DaclBnSums *bs,
+                             DaclXIn *xin) {
     float *V = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *M = V + (size_t)16 * d->CI * PVM * VL;
     float *acc = M + (size_t)16 * OB * PVM * VL;
@@ -388,6 +396,8 @@ static AVX512 void wino_rows(const Wino *d, float *y, float *y2, int split, cons
             en.t[e] = t0 + (k + e) / ng;
             en.w0[e] = 2 * VL * ((k + e) % ng);
         }
+        /* the tile's input rows (at most three block rows: 8) */
+        if (xin) dacl_xin_stage(xin, d->CI, d->H, d->W, 2 * en.t[0] - 1, 2 * en.t[PV - 1] + 3);
         wino_block(d, y, y2, split, bias, h0, h1, &en, PV, V, M, bs ? &pf : NULL);
         k += PV;
         for (; bs && ts < t1 && k >= (ts - t0 + 1) * ng; ts++) {
@@ -411,7 +421,14 @@ void dacl_wino_forward_rows(float *y, const float *x, const float *U, const floa
                             int W, int OC, int h0, int h1, float *scratch) {
     Wino d = {.x = x, .U = U, .so = C, .si = 1, .sp = (ptrdiff_t)OC * C, .flip = 0, .CI = C,
               .CO = OC, .H = H, .W = W};
-    wino_rows(&d, y, NULL, OC, b, h0, h1, scratch, NULL);
+    wino_rows(&d, y, NULL, OC, b, h0, h1, scratch, NULL, NULL);
+}
+
+void dacl_wino_forward_rows_xin(float *y, DaclXIn *xin, const float *U, const float *b, int C,
+                                int H, int W, int OC, int h0, int h1, float *scratch) {
+    Wino d = {.x = xin->ring, .U = U, .so = C, .si = 1, .sp = (ptrdiff_t)OC * C, .flip = 0, .CI = C,
+              .CO = OC, .H = H, .W = W, .R = xin->rows};
+    wino_rows(&d, y, NULL, OC, b, h0, h1, scratch, NULL, xin);
 }
 
 void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy, const float *U,
@@ -419,14 +436,14 @@ void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy,
     /* kernel output c, input oc: U[perm(p)][oc][c] */
     Wino d = {.x = dy, .U = U, .so = 1, .si = C, .sp = (ptrdiff_t)OC * C, .flip = 1, .CI = OC,
               .CO = C, .H = H, .W = W};
-    wino_rows(&d, dx, dx2, csplit, NULL, 0, H, scratch, NULL);
+    wino_rows(&d, dx, dx2, csplit, NULL, 0, H, scratch, NULL, NULL);
 }
 
 void dacl_wino_backward_data_bn(float *dx, const float *dy, const float *U, int C, int H, int W,
                                 int OC, float *scratch, const DaclBnSums *bs) {
     Wino d = {.x = dy, .U = U, .so = 1, .si = C, .sp = (ptrdiff_t)OC * C, .flip = 1, .CI = OC,
               .CO = C, .H = H, .W = W};
-    wino_rows(&d, dx, NULL, C, NULL, 0, H, scratch, bs);
+    wino_rows(&d, dx, NULL, C, NULL, 0, H, scratch, bs, NULL);
 }
 
 /* Yh[pos][o][e] for every output channel o: A dY A^T of the 2x2 blocks of
@@ -580,6 +597,12 @@ void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int 
 }
 
 #else
+
+void dacl_wino_forward_rows_xin(float *y, DaclXIn *xin, const float *U, const float *b, int C,
+                                int H, int W, int OC, int h0, int h1, float *scratch) {
+    (void)y, (void)xin, (void)U, (void)b, (void)C, (void)H, (void)W, (void)OC, (void)h0, (void)h1,
+        (void)scratch;
+}
 
 void dacl_wino_backward_weights(float *dw, const float *dy, const float *x, int C, int H, int W,
                                 int OC, float *scratch, int acc) {

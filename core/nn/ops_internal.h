@@ -197,6 +197,37 @@ void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw,
                                    const float *dy, const float *x, const float *U, int C, int H,
                                    int W, int OC, int wino_dw, float *ws, int acc,
                                    const DaclBnSums *bs);
+/* A 3x3 forward's input read through BN + LeakyReLU + dropout (team.h's
+ * XForm) without the transformed image ever being stored: the direct and
+ * Winograd forwards transform the rows they are about to read into a ring
+ * of `rows` rows a channel (ring [C][rows][W]), each row once a call, the
+ * same float operations as the transform followed by dacl_dropout_range.
+ * lo/hi: the rows the ring holds, [lo, hi) (start a call with both 0). */
+typedef struct {
+    const float *x;             /* the image's untransformed input [C,H,W] */
+    const float *scale, *shift; /* [C]: z = x * scale + shift */
+    float slope;                /* a = z > 0 ? z : z * slope */
+    float ks;                   /* with mask: kept ? a * ks : 0 */
+    const uint64_t *mask;       /* the image's keep bits, [C] planes of dacl_mask_words(H*W); NULL: none */
+    float *ring;
+    int rows, lo, hi;
+} DaclXIn;
+/* ring rows the two forwards need: DACL_XIN_ROWS_DIRECT a direct row, and
+ * Winograd's DACL_XIN_ROWS_WINO for a tile of three block rows */
+#define DACL_XIN_ROWS_DIRECT 4
+#define DACL_XIN_ROWS_WINO 8
+/* transform rows [a, b) clipped to the image into the ring (those it lacks) */
+void dacl_xin_stage(DaclXIn *xin, int C, int H, int W, int a, int b);
+/* dacl_conv_image_forward_rows_stats (direct shapes) and _wino from xin */
+void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1, float *stats);
+void dacl_conv_image_forward_rows_wino_xin(float *y, DaclXIn *xin, const float *U, const float *b,
+                                           int C, int H, int W, int OC, int h0, int h1,
+                                           float *scratch, float *stats);
+void dacl_conv3x3_direct_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b,
+                                          int C, int H, int W, int OC, int h0, int h1);
+void dacl_wino_forward_rows_xin(float *y, DaclXIn *xin, const float *U, const float *b, int C,
+                                int H, int W, int OC, int h0, int h1, float *scratch);
 /* the im2col + sgemm path whatever the shape, for tests and benchmarks */
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws);

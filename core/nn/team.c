@@ -82,6 +82,7 @@ typedef struct {
     const float *x, *w, *b, *dy;
     const XForm *xf;
     int N, C, H, W, OC, csplit, train, wino, wino_dw;
+    int fold; /* a forward reads xf through the kernels' DaclXIn (team.h) */
     int nobias; /* a convolution's bias gradient is summed elsewhere (TEAM_BIAS_DONE) */
     size_t nstride, dw, db, dbias, n;
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
@@ -186,6 +187,21 @@ static void store_mask(const Job *j, int tid, int n, int h0) {
     memcpy(xf->mask + n * words, member_mask(j->t, tid), sizeof(uint64_t) * words);
 }
 
+/* image n's input read through the XForm by the kernels, in a ring of
+ * `rows` rows a channel at the start of member tid's buffer; with dropout
+ * the bits are the XForm's mask (drawn for the layer before) */
+static DaclXIn xin_image(const Job *j, int tid, int n, int rows) {
+    const XForm *xf = j->xf;
+    const int drop = xf->p > 0.0f;
+    const size_t HW = (size_t)j->H * j->W;
+    DaclXIn in = {.x = j->x + n * j->C * HW, .scale = xf->scale, .shift = xf->shift,
+                  .slope = xf->slope, .ks = drop ? dacl_dropout_scale(xf->p) : 1.0f,
+                  .mask = drop ? xf->mask + (size_t)n * j->C * dacl_mask_words(HW) : NULL,
+                  .ring = j->t->xbuf + (size_t)tid * j->t->xbuf_floats, .rows = rows};
+    j->t->ximg[tid] = -1; /* the ring overwrites whatever image the buffer held */
+    return in;
+}
+
 /* ------------------------------------------------------- convolutions -- */
 
 static void job_wino_u(void *ctx, int tid, int nt) {
@@ -219,6 +235,16 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
         int n = k / nb, h0 = k % nb * FWD_ROWS, h1 = h0 + FWD_ROWS < j->H ? h0 + FWD_ROWS : j->H;
         float *y = j->y + n * j->OC * HW;
         float *st = j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2 : NULL;
+        if (j->fold) {
+            DaclXIn in = xin_image(j, tid, n, j->wino ? DACL_XIN_ROWS_WINO : DACL_XIN_ROWS_DIRECT);
+            if (j->wino)
+                dacl_conv_image_forward_rows_wino_xin(y, &in, j->t->wu, j->b, j->C, j->H, j->W, j->OC,
+                                                      h0, h1, member_ws(j->t, tid), st);
+            else
+                dacl_conv_image_forward_rows_xin(y, &in, j->w, j->b, j->C, j->H, j->W, j->OC, h0, h1,
+                                                 st);
+            continue;
+        }
         const float *x = conv_input(j, tid, n);
         store_mask(j, tid, n, h0);
         if (j->wino)
@@ -230,11 +256,35 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
     }
 }
 
+/* a layer's dropout bits into the XForm's mask, one [C] plane a chunk,
+ * as conv_input draws them */
+static void job_mask(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    (void)nt;
+    const XForm *xf = j->xf;
+    const size_t HW = (size_t)j->H * j->W, mw = dacl_mask_words(HW);
+    const uint32_t thresh = dacl_dropout_threshold(xf->p);
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;)
+        dacl_dropout_bits(xf->mask + (size_t)k * mw, HW, xf->key, (size_t)k * HW, thresh);
+}
+
+/* 1 if the forward reads xf through the kernels (DaclXIn): a 3x3 layer
+ * that takes the direct or Winograd kernels, a ring that fits the member's
+ * buffer, and with dropout a mask to draw the layer's bits into first */
+static int fold_xform(const Team *t, const XForm *xf, int wino, int C, int H, int W, int OC) {
+    if (!xf || t->no_fold || (xf->p > 0.0f && !xf->mask)) return 0;
+    if (!wino && !dacl_conv3x3_use_direct(C, H, W, OC, 0)) return 0;
+    size_t rows = wino ? DACL_XIN_ROWS_WINO : DACL_XIN_ROWS_DIRECT;
+    return rows * (size_t)C * W <= t->xbuf_floats;
+}
+
 void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const float *w,
                    const float *b, int N, int C, int H, int W, int OC, float *rowstats) {
     Job j = {.y = y, .x = x, .xf = xf, .w = w, .b = b, .N = N, .C = C, .H = H, .W = W, .OC = OC,
              .rowstats = rowstats};
     j.wino = wino_prepare(t, w, C, H, W, OC, 0);
+    j.fold = fold_xform(t, xf, j.wino, C, H, W, OC);
+    if (j.fold && xf->p > 0.0f && !xf->mask_ready) run(t, job_mask, &j, N * C);
     run(t, job_conv_fwd, &j, N * ((H + FWD_ROWS - 1) / FWD_ROWS));
 }
 

@@ -20,6 +20,10 @@
  * optionally followed by dropout) computed one image at a time into a
  * per-member buffer, so that tensor never has to be stored for the batch;
  * only dropout's keep decisions are, as bits, drawn once in the forward.
+ * The forwards that take the direct or Winograd kernels do not even store
+ * the image: the kernel transforms the few rows it is about to read into
+ * a ring at the start of that buffer (DaclXIn), from the keep bits drawn
+ * for the whole layer first.
  *
  * Layers that take Winograd (dacl_conv3x3_use_wino) have their weights
  * transformed once per op into the shared wu, split by output channel,
@@ -49,6 +53,7 @@ typedef struct {
     size_t gslot_floats;
     struct TeamRun *runs; /* n members' runs of chunks (team.c) */
     int *ximg;      /* n: which image each member's xbuf holds, -1 none */
+    int no_fold;    /* 1: forwards materialise an XForm's input in xbuf (tests compare) */
 } Team;
 
 /* Floats of the gradient slots for a layer of `len` parameters at batch N:

@@ -24,3 +24,4 @@ dacl_unit_test(test_method_contrast_ref LIBS dacl_method dacl_train LABELS unit 
 dacl_unit_test(test_train_dacl LIBS dacl_train LABELS unit train)
 dacl_unit_test(test_nn_conv_direct LIBS dacl_nn LABELS unit)
 dacl_unit_test(test_nn_fused LIBS dacl_nn LABELS unit)
+dacl_unit_test(test_nn_xform_fold LIBS dacl_nn LABELS unit)
