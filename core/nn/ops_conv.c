@@ -242,10 +242,38 @@ void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U,
     }
 }
 
+void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1, float *stats) {
+    for (int r0 = h0; r0 < h1; r0 += 4) {
+        int r1 = h1 - r0 < 4 ? h1 : r0 + 4;
+        dacl_conv3x3_direct_forward_rows_xin(y, xin, w, b, C, H, W, OC, r0, r1);
+        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
+    }
+}
+
+void dacl_conv_image_forward_rows_wino_xin(float *y, DaclXIn *xin, const float *U, const float *b,
+                                           int C, int H, int W, int OC, int h0, int h1,
+                                           float *scratch, float *stats) {
+    for (int r0 = h0; r0 < h1;) {
+        int r1 = (r0 & ~1) + 6;
+        if (r1 > h1) r1 = h1;
+        dacl_wino_forward_rows_xin(y, xin, U, b, C, H, W, OC, r0, r1, scratch);
+        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
+        r0 = r1;
+    }
+}
+
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, int wino_dw, float *ws, int acc) {
+                                   int W, int OC, int wino_dw, float *ws, int acc,
+                                   const DaclBnSums *bs) {
     if (db) bias_grad(db, dy, OC, H * W, acc);
+    /* with BN's sums the input gradient first: they may write the input the
+     * weight gradient reads (bs->xout) */
+    if (dx && bs) {
+        dacl_wino_backward_data_bn(dx, dy, U, C, H, W, OC, ws, bs);
+        if (bs->xout) x = bs->xout;
+    }
     /* the weight gradient; ws is free again after */
     if (wino_dw)
         dacl_wino_backward_weights(dw, dy, x, C, H, W, OC, ws, acc);
@@ -253,7 +281,7 @@ void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw,
         dacl_conv3x3_direct_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, acc);
     else
         dacl_conv3x3_im2col_backward(NULL, NULL, C, dw, dy, x, NULL, C, H, W, OC, ws, acc);
-    if (dx) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
+    if (dx && !bs) dacl_wino_backward_data(dx, dx2, csplit, dy, U, C, H, W, OC, ws);
 }
 
 void dacl_conv_image_backward(float *dx, float *dw, float *db, const float *dy, const float *x,

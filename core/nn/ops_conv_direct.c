@@ -53,11 +53,17 @@ int dacl_conv3x3_direct_available(void) {
 #define OB 8 /* output channels a tile */
 
 typedef struct {
-    const float *x; /* input [CI,H,W] */
+    const float *x; /* input [CI,H,W], or a DaclXIn's ring [CI,R,W] */
     const float *w; /* tap k of (output o, input i) at w[o*so + i*si + (flip ? 8-k : k)] */
     ptrdiff_t so, si;
     int flip, CI, CO, H, W;
+    int R; /* 0: x is the input; else x is a ring of R rows a channel, row h at h % R */
 } Direct;
+
+/* where row sh of a channel starts, from the channel's start */
+static inline size_t direct_row(const Direct *d, int sh) {
+    return (size_t)(d->R ? sh % d->R : sh) * d->W;
+}
 
 /* Row h of output channels [o0, o0+nout) (nout <= OB; missing channels
  * repeat the last one and are not stored), pixel vectors starting at w0.
@@ -65,9 +71,12 @@ typedef struct {
 TILE void fwd_tile(const Direct *d, float *const *yo, const float *bias, int o0, int nout, int h,
                    int w0, const int PV, const int masked) {
     const int W = d->W, H = d->H;
-    const size_t HW = (size_t)H * W;
+    const size_t cs = d->R ? (size_t)d->R * W : (size_t)H * W;
     __m512 acc[OB][4];
     __mmask16 lm[4][3], sm[4];
+    size_t ro[3];
+#pragma GCC unroll 3
+    for (int kh = 0; kh < 3; kh++) ro[kh] = h + kh - 1 >= 0 ? direct_row(d, h + kh - 1) : 0;
     const float *wo[OB];
 #pragma GCC unroll 8
     for (int o = 0; o < OB; o++) {
@@ -86,13 +95,13 @@ TILE void fwd_tile(const Direct *d, float *const *yo, const float *bias, int o0,
         }
     }
     for (int i = 0; i < d->CI; i++) {
-        const float *xi = d->x + i * HW;
+        const float *xi = d->x + i * cs;
         const ptrdiff_t wi = i * d->si;
 #pragma GCC unroll 3
         for (int kh = 0; kh < 3; kh++) {
             int sh = h + kh - 1;
             if (sh < 0 || sh >= H) continue;
-            const float *r = xi + (size_t)sh * W + w0 - 1;
+            const float *r = xi + ro[kh] + w0 - 1;
 #pragma GCC unroll 3
             for (int kw = 0; kw < 3; kw++) {
                 const int k = d->flip ? 8 - (kh * 3 + kw) : kh * 3 + kw;
@@ -127,11 +136,12 @@ TILE void fwd_tile(const Direct *d, float *const *yo, const float *bias, int o0,
 /* Rows [h0, h1) of every output channel; channel o at y + o*HW, or at
  * y2 + (o - split)*HW from split on. */
 static AVX512 void direct_rows(const Direct *d, float *y, float *y2, int split, const float *bias,
-                               int h0, int h1) {
+                               int h0, int h1, DaclXIn *xin) {
     const int W = d->W, nv = (W + VL - 1) / VL;
     const size_t HW = (size_t)d->H * W;
     float *yo[OB];
     for (int h = h0; h < h1; h++) {
+        if (xin) dacl_xin_stage(xin, d->CI, d->H, W, h - 1, h + 2);
         for (int v = 0; v < nv;) {
             int w0 = VL * v;
             for (int o0 = 0; o0 < d->CO; o0 += OB) {
@@ -159,7 +169,60 @@ void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, 
                                       int H, int W, int OC, int h0, int h1) {
     Direct d = {.x = x, .w = w, .so = (ptrdiff_t)C * 9, .si = 9, .flip = 0, .CI = C, .CO = OC,
                 .H = H, .W = W};
-    direct_rows(&d, y, NULL, OC, b, h0, h1);
+    direct_rows(&d, y, NULL, OC, b, h0, h1, NULL);
+}
+
+void dacl_conv3x3_direct_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b,
+                                          int C, int H, int W, int OC, int h0, int h1) {
+    Direct d = {.x = xin->ring, .w = w, .so = (ptrdiff_t)C * 9, .si = 9, .flip = 0, .CI = C,
+                .CO = OC, .H = H, .W = W, .R = xin->rows};
+    direct_rows(&d, y, NULL, OC, b, h0, h1, xin);
+}
+
+/* 16 keep bits of a plane from element i (i < the plane's nw * 64) */
+static inline uint32_t bits16(const uint64_t *mb, size_t i, size_t nw) {
+    const size_t q = i >> 6;
+    const unsigned s = (unsigned)(i & 63);
+    uint64_t v = mb[q] >> s;
+    if (s > 48 && q + 1 < nw) v |= mb[q + 1] << (64 - s);
+    return (uint32_t)v & 0xffffu;
+}
+
+/* team.c's xform_plane on rows: z = x * sc + sh, a = z > 0 ? z : z * slope
+ * (a blend: -0 and NaN take z * slope as there), then a * ks where kept
+ * and +0 where dropped; one multiply and one add, as C11 does not contract */
+AVX512 void dacl_xin_stage(DaclXIn *q, int C, int H, int W, int a, int b) {
+    if (a < 0) a = 0;
+    if (b > H) b = H;
+    if (b <= a) return;
+    int from = a;
+    if (a >= q->lo && a <= q->hi) {
+        from = q->hi;
+        if (b > q->hi) q->hi = b;
+    } else {
+        q->lo = a, q->hi = b;
+    }
+    if (q->hi - q->lo > q->rows) q->lo = q->hi - q->rows;
+    const size_t HW = (size_t)H * W, nw = dacl_mask_words(HW);
+    const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(q->slope),
+                 ks = _mm512_set1_ps(q->ks);
+    for (int c = 0; c < C; c++) {
+        const __m512 sc = _mm512_set1_ps(q->scale[c]), shv = _mm512_set1_ps(q->shift[c]);
+        const uint64_t *mb = q->mask ? q->mask + (size_t)c * nw : NULL;
+        for (int sh = from; sh < b; sh++) {
+            const float *src = q->x + c * HW + (size_t)sh * W;
+            float *dst = q->ring + ((size_t)c * q->rows + sh % q->rows) * W;
+            for (int j = 0; j < W; j += VL) {
+                const __mmask16 lm = lane_mask(j, W);
+                __m512 z = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(lm, src + j), sc), shv);
+                __mmask16 pos = _mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ);
+                __m512 v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, slope), z);
+                if (mb)
+                    v = _mm512_maskz_mul_ps((__mmask16)bits16(mb, (size_t)sh * W + j, nw), v, ks);
+                _mm512_mask_storeu_ps(dst + j, lm, v);
+            }
+        }
+    }
 }
 
 /* dw[o0+o, i, :] += sum over rows [h0, h1) of dy[o0+o] times x[i] shifted by each tap */
@@ -263,10 +326,19 @@ void dacl_conv3x3_direct_backward(float *dx, float *dx2, int csplit, float *dw, 
     /* dx[c] = sum over oc and taps of w[oc, c, 8-k] times dy[oc] shifted by tap k */
     Direct d = {.x = dy, .w = w, .so = 9, .si = (ptrdiff_t)C * 9, .flip = 1, .CI = OC, .CO = C,
                 .H = H, .W = W};
-    direct_rows(&d, dx, dx2, csplit, NULL, 0, H);
+    direct_rows(&d, dx, dx2, csplit, NULL, 0, H, NULL);
 }
 
 #else
+
+void dacl_conv3x3_direct_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b,
+                                          int C, int H, int W, int OC, int h0, int h1) {
+    (void)y, (void)xin, (void)w, (void)b, (void)C, (void)H, (void)W, (void)OC, (void)h0, (void)h1;
+}
+
+void dacl_xin_stage(DaclXIn *xin, int C, int H, int W, int a, int b) {
+    (void)xin, (void)C, (void)H, (void)W, (void)a, (void)b;
+}
 
 void dacl_conv3x3_direct_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1) {

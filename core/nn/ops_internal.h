@@ -67,6 +67,32 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbia
                              const float *mean, const float *rstd, const float *gamma, int N, int C,
                              int HW, float slope, int c0, int c1);
 
+/* BatchNorm backward's per-image sums, taken by the input gradient of the
+ * convolution that reads the BN's output (Winograd's, while the rows it
+ * writes are in cache): for each channel c of the image the gradient g
+ * (that convolution's dx) is read through dropout's backward (mask, ks)
+ * and the activation's derivative at z = x * scale + shift as the forward
+ * computed z, dz = g * act'(z) (* ks or 0), and sums[2c] = sum of dz,
+ * sums[2c+1] = sum of dz * (x - mean) over the plane. */
+typedef struct {
+    const float *x;             /* [C,H,W] the BN's input (the conv output before it) */
+    const uint64_t *mask;       /* [C] planes of dropout keep bits, or NULL */
+    const float *scale, *shift; /* [C] the BN's affine, as the forward applied it */
+    const float *mean;          /* [C] the batch mean */
+    float ks, slope;            /* dropout's scale of the kept, LeakyReLU's slope */
+    double *sums;               /* [C][2] out */
+    float *xout; /* NULL, or [C,H,W] out: the BN's output as the convolution reads it,
+                  * act(z) (* ks or 0), as team.c's xform_plane writes it, to the bit */
+} DaclBnSums;
+
+/* dacl_bn_act_backward_ch with the first pass's sums given per image
+ * (sums [N][C][2] as DaclBnSums's, in image order): one pass over g */
+void dacl_bn_act_backward_sums_ch(float *dx, float *dgamma, float *dbeta, float *dbias,
+                                  const float *dy, const uint64_t *mask, float p, const float *in,
+                                  const float *beta, const float *mean, const float *rstd,
+                                  const float *gamma, int N, int C, int HW, float slope,
+                                  const double *sums, int c0, int c1);
+
 /* dacl_bn_act_backward_ch in place on g (no dropout), with g first getting
  * the backward of the 2x2 max-pool of its forward input added (pool_dy,
  * pool_idx [N,C,H/2,W/2] as dacl_maxpool2x2_backward takes them) plane by
@@ -142,6 +168,12 @@ void dacl_wino_forward_rows(float *y, const float *x, const float *U, const floa
 /* the input gradient, channels [0, csplit) to dx and the rest to dx2, overwritten */
 void dacl_wino_backward_data(float *dx, float *dx2, int csplit, const float *dy, const float *U,
                              int C, int H, int W, int OC, float *scratch);
+/* the same with every channel to dx, also taking BN's sums of dx (bs: see
+ * DaclBnSums) two rows at a time as they are written; scratch:
+ * dacl_wino_bn_scratch_floats(C, OC) floats */
+size_t dacl_wino_bn_scratch_floats(int C, int OC);
+void dacl_wino_backward_data_bn(float *dx, const float *dy, const float *U, int C, int H, int W,
+                                int OC, float *scratch, const DaclBnSums *bs);
 /* dw [OC,C,3,3] += the weight gradient of one image (acc 0: =), by
  * Winograd; scratch: dacl_wino_dw_scratch_floats(C, OC) floats */
 size_t dacl_wino_dw_scratch_floats(int C, int OC);
@@ -156,13 +188,46 @@ void dacl_unet_no_wino(DaclUNet *m);
 /* dacl_conv_image_forward_rows_stats and dacl_conv_image_backward_split
  * for the layers that take Winograd, from U (whole layer) and a thread's
  * scratch; the backward's ws must also hold the im2col weight gradient's,
- * or Winograd's (wino_dw) */
+ * or Winograd's (wino_dw); bs (may be NULL, then dx2 must be): BN's sums of
+ * dx, dacl_wino_backward_data_bn's */
 void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
                                        int C, int H, int W, int OC, int h0, int h1, float *scratch,
                                        float *stats);
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,
                                    const float *dy, const float *x, const float *U, int C, int H,
-                                   int W, int OC, int wino_dw, float *ws, int acc);
+                                   int W, int OC, int wino_dw, float *ws, int acc,
+                                   const DaclBnSums *bs);
+/* A 3x3 forward's input read through BN + LeakyReLU + dropout (team.h's
+ * XForm) without the transformed image ever being stored: the direct and
+ * Winograd forwards transform the rows they are about to read into a ring
+ * of `rows` rows a channel (ring [C][rows][W]), each row once a call, the
+ * same float operations as the transform followed by dacl_dropout_range.
+ * lo/hi: the rows the ring holds, [lo, hi) (start a call with both 0). */
+typedef struct {
+    const float *x;             /* the image's untransformed input [C,H,W] */
+    const float *scale, *shift; /* [C]: z = x * scale + shift */
+    float slope;                /* a = z > 0 ? z : z * slope */
+    float ks;                   /* with mask: kept ? a * ks : 0 */
+    const uint64_t *mask;       /* the image's keep bits, [C] planes of dacl_mask_words(H*W); NULL: none */
+    float *ring;
+    int rows, lo, hi;
+} DaclXIn;
+/* ring rows the two forwards need: DACL_XIN_ROWS_DIRECT a direct row, and
+ * Winograd's DACL_XIN_ROWS_WINO for a tile of three block rows */
+#define DACL_XIN_ROWS_DIRECT 4
+#define DACL_XIN_ROWS_WINO 8
+/* transform rows [a, b) clipped to the image into the ring (those it lacks) */
+void dacl_xin_stage(DaclXIn *xin, int C, int H, int W, int a, int b);
+/* dacl_conv_image_forward_rows_stats (direct shapes) and _wino from xin */
+void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b, int C,
+                                      int H, int W, int OC, int h0, int h1, float *stats);
+void dacl_conv_image_forward_rows_wino_xin(float *y, DaclXIn *xin, const float *U, const float *b,
+                                           int C, int H, int W, int OC, int h0, int h1,
+                                           float *scratch, float *stats);
+void dacl_conv3x3_direct_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b,
+                                          int C, int H, int W, int OC, int h0, int h1);
+void dacl_wino_forward_rows_xin(float *y, DaclXIn *xin, const float *U, const float *b, int C,
+                                int H, int W, int OC, int h0, int h1, float *scratch);
 /* the im2col + sgemm path whatever the shape, for tests and benchmarks */
 void dacl_conv3x3_im2col_forward_rows(float *y, const float *x, const float *w, const float *b, int C,
                                       int H, int W, int OC, int h0, int h1, float *ws);

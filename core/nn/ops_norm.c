@@ -176,7 +176,8 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
                                         const float *out, const float *in, const float *beta,
                                         const float *mean, const float *rstd, const float *gamma,
                                         int N, int C, int HW, float slope, int c0, int c1,
-                                        const float *pool_dy, const uint8_t *pool_idx, int W) {
+                                        const float *pool_dy, const uint8_t *pool_idx, int W,
+                                        const double *sums) {
     const double M = (double)N * HW;
     const size_t mw = dacl_mask_words((size_t)HW);
     const float ks = mask ? dacl_dropout_scale(p) : 1.0f;
@@ -185,7 +186,12 @@ static inline void bn_act_backward_core(float *dx, float *dgamma, float *dbeta, 
         float scale = gamma[c] * r, shift = beta ? beta[c] - mu * scale : 0.0f;
         /* dz = dy * act'(z); sums of dz and dz * xhat over the channel */
         double sdz = 0.0, sdzx = 0.0;
-        for (int n = 0; n < N; n++) {
+        /* given per image (DaclBnSums, taken as dy was written): no first pass */
+        for (int n = 0; sums && n < N; n++) {
+            const double *sn = sums + ((size_t)n * C + c) * 2;
+            sdz += sn[0], sdzx += sn[1] * r;
+        }
+        for (int n = 0; !sums && n < N; n++) {
             size_t o = ((size_t)n * C + c) * HW;
             const float *g = dy + o, *y = out ? out + o : NULL, *x = in + o;
             const uint64_t *mb = mask ? mask + ((size_t)n * C + c) * mw : NULL;
@@ -249,13 +255,22 @@ void dacl_bn_act_backward_ch(float *dx, float *dgamma, float *dbeta, float *dbia
                              const uint64_t *mask, float p, const float *in, const float *beta,
                              const float *mean, const float *rstd, const float *gamma, int N, int C,
                              int HW, float slope, int c0, int c1) {
+    dacl_bn_act_backward_sums_ch(dx, dgamma, dbeta, dbias, dy, mask, p, in, beta, mean, rstd, gamma,
+                                 N, C, HW, slope, NULL, c0, c1);
+}
+
+void dacl_bn_act_backward_sums_ch(float *dx, float *dgamma, float *dbeta, float *dbias,
+                                  const float *dy, const uint64_t *mask, float p, const float *in,
+                                  const float *beta, const float *mean, const float *rstd,
+                                  const float *gamma, int N, int C, int HW, float slope,
+                                  const double *sums, int c0, int c1) {
     /* two calls, so each inlined copy has the mask test folded out of its loops */
     if (mask)
         bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, mask, p, NULL, in, beta, mean, rstd, gamma,
-                             N, C, HW, slope, c0, c1, NULL, NULL, 1);
+                             N, C, HW, slope, c0, c1, NULL, NULL, 1, sums);
     else
         bn_act_backward_core(dx, dgamma, dbeta, dbias, dy, NULL, 0.0f, NULL, in, beta, mean, rstd,
-                             gamma, N, C, HW, slope, c0, c1, NULL, NULL, 1);
+                             gamma, N, C, HW, slope, c0, c1, NULL, NULL, 1, sums);
 }
 
 void dacl_bn_act_backward_pool_ch(float *g, float *dgamma, float *dbeta, float *dbias,
@@ -264,7 +279,7 @@ void dacl_bn_act_backward_pool_ch(float *g, float *dgamma, float *dbeta, float *
                                   const float *gamma, int N, int C, int H, int W, float slope, int c0,
                                   int c1) {
     bn_act_backward_core(g, dgamma, dbeta, dbias, g, NULL, 0.0f, NULL, in, beta, mean, rstd, gamma, N,
-                         C, H * W, slope, c0, c1, pool_dy, pool_idx, W);
+                         C, H * W, slope, c0, c1, pool_dy, pool_idx, W, NULL);
 }
 
 void dacl_bn_act_forward_train(float *out, float *mean, float *rstd, const float *in,
@@ -286,7 +301,7 @@ void dacl_bn_act_backward(float *dx, float *dgamma, float *dbeta, const float *d
                           const float *out, const float *in, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int HW, float slope) {
     bn_act_backward_core(dx, dgamma, dbeta, NULL, dy, NULL, 0.0f, out, in, NULL, mean, rstd, gamma, N,
-                         C, HW, slope, 0, C, NULL, NULL, 1);
+                         C, HW, slope, 0, C, NULL, NULL, 1, NULL);
 }
 
 void dacl_leaky_relu_forward(float *out, const float *in, size_t n, float slope) {

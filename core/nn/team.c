@@ -82,6 +82,7 @@ typedef struct {
     const float *x, *w, *b, *dy;
     const XForm *xf;
     int N, C, H, W, OC, csplit, train, wino, wino_dw;
+    int fold; /* a forward reads xf through the kernels' DaclXIn (team.h) */
     int nobias; /* a convolution's bias gradient is summed elsewhere (TEAM_BIAS_DONE) */
     size_t nstride, dw, db, dbias, n;
     float *rowstats, *mean, *rstd, *scale, *shift, *rmean, *rvar;
@@ -93,6 +94,8 @@ typedef struct {
     const uint64_t *mask;
     float *buf;
     const float *g;
+    double *bnsums; /* a convolution's backward: BN's per-image sums of dx (DaclBnSums) */
+    const float *bnmean;
 } Job;
 
 static float *member_ws(const Team *t, int tid) { return t->ws + (size_t)tid * t->ws_floats; }
@@ -184,6 +187,21 @@ static void store_mask(const Job *j, int tid, int n, int h0) {
     memcpy(xf->mask + n * words, member_mask(j->t, tid), sizeof(uint64_t) * words);
 }
 
+/* image n's input read through the XForm by the kernels, in a ring of
+ * `rows` rows a channel at the start of member tid's buffer; with dropout
+ * the bits are the XForm's mask (drawn for the layer before) */
+static DaclXIn xin_image(const Job *j, int tid, int n, int rows) {
+    const XForm *xf = j->xf;
+    const int drop = xf->p > 0.0f;
+    const size_t HW = (size_t)j->H * j->W;
+    DaclXIn in = {.x = j->x + n * j->C * HW, .scale = xf->scale, .shift = xf->shift,
+                  .slope = xf->slope, .ks = drop ? dacl_dropout_scale(xf->p) : 1.0f,
+                  .mask = drop ? xf->mask + (size_t)n * j->C * dacl_mask_words(HW) : NULL,
+                  .ring = j->t->xbuf + (size_t)tid * j->t->xbuf_floats, .rows = rows};
+    j->t->ximg[tid] = -1; /* the ring overwrites whatever image the buffer held */
+    return in;
+}
+
 /* ------------------------------------------------------- convolutions -- */
 
 static void job_wino_u(void *ctx, int tid, int nt) {
@@ -217,6 +235,16 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
         int n = k / nb, h0 = k % nb * FWD_ROWS, h1 = h0 + FWD_ROWS < j->H ? h0 + FWD_ROWS : j->H;
         float *y = j->y + n * j->OC * HW;
         float *st = j->rowstats ? j->rowstats + (size_t)n * j->OC * j->H * 2 : NULL;
+        if (j->fold) {
+            DaclXIn in = xin_image(j, tid, n, j->wino ? DACL_XIN_ROWS_WINO : DACL_XIN_ROWS_DIRECT);
+            if (j->wino)
+                dacl_conv_image_forward_rows_wino_xin(y, &in, j->t->wu, j->b, j->C, j->H, j->W, j->OC,
+                                                      h0, h1, member_ws(j->t, tid), st);
+            else
+                dacl_conv_image_forward_rows_xin(y, &in, j->w, j->b, j->C, j->H, j->W, j->OC, h0, h1,
+                                                 st);
+            continue;
+        }
         const float *x = conv_input(j, tid, n);
         store_mask(j, tid, n, h0);
         if (j->wino)
@@ -228,11 +256,35 @@ static void job_conv_fwd(void *ctx, int tid, int nt) {
     }
 }
 
+/* a layer's dropout bits into the XForm's mask, one [C] plane a chunk,
+ * as conv_input draws them */
+static void job_mask(void *ctx, int tid, int nt) {
+    const Job *j = ctx;
+    (void)nt;
+    const XForm *xf = j->xf;
+    const size_t HW = (size_t)j->H * j->W, mw = dacl_mask_words(HW);
+    const uint32_t thresh = dacl_dropout_threshold(xf->p);
+    for (int k; (k = next_chunk(j->t, tid)) >= 0;)
+        dacl_dropout_bits(xf->mask + (size_t)k * mw, HW, xf->key, (size_t)k * HW, thresh);
+}
+
+/* 1 if the forward reads xf through the kernels (DaclXIn): a 3x3 layer
+ * that takes the direct or Winograd kernels, a ring that fits the member's
+ * buffer, and with dropout a mask to draw the layer's bits into first */
+static int fold_xform(const Team *t, const XForm *xf, int wino, int C, int H, int W, int OC) {
+    if (!xf || t->no_fold || (xf->p > 0.0f && !xf->mask)) return 0;
+    if (!wino && !dacl_conv3x3_use_direct(C, H, W, OC, 0)) return 0;
+    size_t rows = wino ? DACL_XIN_ROWS_WINO : DACL_XIN_ROWS_DIRECT;
+    return rows * (size_t)C * W <= t->xbuf_floats;
+}
+
 void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const float *w,
                    const float *b, int N, int C, int H, int W, int OC, float *rowstats) {
     Job j = {.y = y, .x = x, .xf = xf, .w = w, .b = b, .N = N, .C = C, .H = H, .W = W, .OC = OC,
              .rowstats = rowstats};
     j.wino = wino_prepare(t, w, C, H, W, OC, 0);
+    j.fold = fold_xform(t, xf, j.wino, C, H, W, OC);
+    if (j.fold && xf->p > 0.0f && !xf->mask_ready) run(t, job_mask, &j, N * C);
     run(t, job_conv_fwd, &j, N * ((H + FWD_ROWS - 1) / FWD_ROWS));
 }
 
@@ -311,10 +363,31 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
         for (int n = a; n < e; n++) {
             float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
             float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
-            if (j->wino)
+            DaclBnSums bs, *bsp = NULL;
+            if (j->bnsums) {
+                const XForm *xf = j->xf;
+                const size_t words = (size_t)j->C * dacl_mask_words(HW);
+                bs = (DaclBnSums){.x = j->x + n * j->C * HW,
+                                  .mask = xf->p > 0.0f ? xf->mask + n * words : NULL,
+                                  .scale = xf->scale, .shift = xf->shift, .mean = j->bnmean,
+                                  .ks = xf->p > 0.0f ? dacl_dropout_scale(xf->p) : 1.0f,
+                                  .slope = xf->slope, .sums = j->bnsums + (size_t)n * j->C * 2,
+                                  .xout = j->t->xbuf + (size_t)tid * j->t->xbuf_floats};
+                bsp = &bs;
+            }
+            if (bsp) {
+                /* the sums also write the transformed input into the member's
+                 * buffer, as they read x, for the weight gradient after them:
+                 * no pass of conv_input over x */
+                j->t->ximg[tid] = -1;
+                dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
+                                              bs.xout, j->t->wu, j->C, j->H, j->W, j->OC, j->wino_dw,
+                                              member_ws(j->t, tid), group_acc(j, n, a), bsp);
+                j->t->ximg[tid] = n;
+            } else if (j->wino)
                 dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                               conv_input(j, tid, n), j->t->wu, j->C, j->H, j->W, j->OC,
-                                              j->wino_dw, member_ws(j->t, tid), group_acc(j, n, a));
+                                              j->wino_dw, member_ws(j->t, tid), group_acc(j, n, a), NULL);
             else
                 dacl_conv_image_backward_split(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                                conv_input(j, tid, n), j->w, j->C, j->H, j->W, j->OC,
@@ -323,17 +396,37 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
     }
 }
 
-void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
-                   const float *x, const XForm *xf, const float *w, int N, int C, int H, int W,
-                   int OC) {
+/* bnsums, bnmean (may be NULL): BN's sums of dx as team_conv_bwd_bnsums
+ * takes them, where the layer's input gradient is Winograd's; 1 if taken */
+static int conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db,
+                    const float *dy, const float *x, const XForm *xf, const float *w, int N, int C,
+                    int H, int W, int OC, double *bnsums, const float *bnmean) {
     Job j = {.dx = dx, .dx2 = dx2, .csplit = csplit, .dw = dw, .db = db, .dy = dy, .x = x, .xf = xf,
              .w = w, .N = N, .C = C, .H = H, .W = W, .OC = OC, .nobias = db == TEAM_BIAS_DONE};
     int chunks = grad_begin(t, &j, (size_t)OC * C * 9);
     j.wino = dx && wino_prepare(t, w, C, H, W, OC, 1);
     j.wino_dw = j.wino && dacl_conv3x3_use_wino_dw(C, H, W, OC) &&
                 t->ws_floats >= dacl_wino_dw_scratch_floats(C, OC);
+    if (bnsums && j.wino && !dx2 && csplit == C && xf &&
+        (!(xf->p > 0.0f) || (xf->mask_ready && xf->mask)) &&
+        t->ws_floats >= dacl_wino_bn_scratch_floats(C, OC) &&
+        t->xbuf_floats >= (size_t)C * H * W)
+        j.bnsums = bnsums, j.bnmean = bnmean;
     run(t, job_conv_bwd, &j, chunks);
     grad_end(t, &j);
+    return j.bnsums != NULL;
+}
+
+void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
+                   const float *x, const XForm *xf, const float *w, int N, int C, int H, int W,
+                   int OC) {
+    conv_bwd(t, dx, dx2, csplit, dw, db, dy, x, xf, w, N, C, H, W, OC, NULL, NULL);
+}
+
+int team_conv_bwd_bnsums(Team *t, float *dx, size_t dw, size_t db, const float *dy, const float *x,
+                         const XForm *xf, const float *w, int N, int C, int H, int W, int OC,
+                         double *sums, const float *mean) {
+    return conv_bwd(t, dx, NULL, C, dw, db, dy, x, xf, w, N, C, H, W, OC, sums, mean);
 }
 
 static void job_convt_fwd(void *ctx, int tid, int nt) {
@@ -441,19 +534,20 @@ static void job_bn_bwd(void *ctx, int tid, int nt) {
                                          j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H / j->W,
                                          j->W, j->slope, c, c + 1);
         else
-            dacl_bn_act_backward_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p, j->x,
-                                    j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H, j->slope, c,
-                                    c + 1);
+            dacl_bn_act_backward_sums_ch(j->y, g + j->dw, g + j->db, dbias, j->y, j->mask, j->p,
+                                         j->x, j->beta, j->mean, j->rstd, j->gamma, j->N, j->C, j->H,
+                                         j->slope, j->bnsums, c, c + 1);
     }
 }
 
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
                  float p, const float *c, const float *beta, const float *mean, const float *rstd,
                  const float *gamma, int N, int C, int HW, float slope, const float *pool_dy,
-                 const uint8_t *pool_idx, int W) {
+                 const uint8_t *pool_idx, int W, const double *sums) {
     Job j = {.y = g, .dw = dgamma, .db = dbeta, .dbias = dbias, .mask = mask, .p = p, .x = c,
              .beta = beta, .mean = (float *)mean, .rstd = (float *)rstd, .gamma = gamma, .N = N,
-             .C = C, .H = HW, .W = W, .slope = slope, .g = pool_dy, .cidx = pool_idx};
+             .C = C, .H = HW, .W = W, .slope = slope, .g = pool_dy, .cidx = pool_idx,
+             .bnsums = (double *)sums};
     run(t, job_bn_bwd, &j, C);
 }
 

@@ -20,6 +20,10 @@
  * optionally followed by dropout) computed one image at a time into a
  * per-member buffer, so that tensor never has to be stored for the batch;
  * only dropout's keep decisions are, as bits, drawn once in the forward.
+ * The forwards that take the direct or Winograd kernels do not even store
+ * the image: the kernel transforms the few rows it is about to read into
+ * a ring at the start of that buffer (DaclXIn), from the keep bits drawn
+ * for the whole layer first.
  *
  * Layers that take Winograd (dacl_conv3x3_use_wino) have their weights
  * transformed once per op into the shared wu, split by output channel,
@@ -49,6 +53,7 @@ typedef struct {
     size_t gslot_floats;
     struct TeamRun *runs; /* n members' runs of chunks (team.c) */
     int *ximg;      /* n: which image each member's xbuf holds, -1 none */
+    int no_fold;    /* 1: forwards materialise an XForm's input in xbuf (tests compare) */
 } Team;
 
 /* Floats of the gradient slots for a layer of `len` parameters at batch N:
@@ -84,6 +89,17 @@ void team_conv_fwd(Team *t, float *y, const float *x, const XForm *xf, const flo
  * same xform. */
 void team_conv_bwd(Team *t, float *dx, float *dx2, int csplit, size_t dw, size_t db, const float *dy,
                    const float *x, const XForm *xf, const float *w, int N, int C, int H, int W, int OC);
+/* team_conv_bwd with every channel to dx, where xf is the BN (and
+ * LeakyReLU, and dropout with its mask_ready bits) whose backward reads dx
+ * next: if the layer's input gradient takes Winograd, it also writes that
+ * BN's per-image sums (DaclBnSums, from x and the batch mean `mean`) to
+ * sums [N][C][2], each image's by whichever member runs it, and returns 1
+ * (team_bn_bwd then skips its first pass); else 0, sums untouched. With
+ * the sums, an image's input gradient runs before its weight gradient and
+ * writes xform(x) for it as it reads x (no separate pass over x). */
+int team_conv_bwd_bnsums(Team *t, float *dx, size_t dw, size_t db, const float *dy, const float *x,
+                         const XForm *xf, const float *w, int N, int C, int H, int W, int OC,
+                         double *sums, const float *mean);
 /* y image n at y + n * y_nstride, [OC,2H,2W] */
 void team_convt_fwd(Team *t, float *y, size_t y_nstride, const float *x, const float *w,
                     const float *b, int N, int C, int H, int W, int OC);
@@ -107,11 +123,13 @@ void team_bn_apply(Team *t, float *out, size_t out_nstride, const float *in, con
  * (XForm's), whose backward is applied to g as it is read. pool_dy (may be
  * NULL; then mask must be): g first gets the backward of a 2x2 max-pool of
  * c's BN output added, pool_dy and pool_idx as team_pool_bwd's dy and idx,
- * rows of W, each plane as the BN reads it (team_pool_bwd fused in). */
+ * rows of W, each plane as the BN reads it (team_pool_bwd fused in). sums
+ * (may be NULL; not with pool_dy): the first pass's per-image sums, as
+ * team_conv_bwd_bnsums wrote them, summed in image order instead. */
 void team_bn_bwd(Team *t, float *g, size_t dgamma, size_t dbeta, size_t dbias, const uint64_t *mask,
                  float p, const float *c, const float *beta, const float *mean, const float *rstd,
                  const float *gamma, int N, int C, int HW, float slope, const float *pool_dy,
-                 const uint8_t *pool_idx, int W);
+                 const uint8_t *pool_idx, int W, const double *sums);
 
 void team_add(Team *t, float *y, const float *x, size_t n);
 

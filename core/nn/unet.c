@@ -184,7 +184,9 @@ static int plan(DaclUNet *m, const DaclUNetConfig *cfg, int max_n, int H, int W)
             for (int bwd = 0; bwd < 2; bwd++) {
                 if (!dacl_conv3x3_use_wino(cin[k], b->H, b->W, b->cout, bwd)) continue;
                 size_t u = dacl_wino_u_floats(cin[k], b->cout);
-                size_t sc = dacl_wino_scratch_floats(bwd ? b->cout : cin[k]);
+                /* conv2's backward also takes BN1's sums (wino_rows) */
+                size_t sc = bwd && k == 1 ? dacl_wino_bn_scratch_floats(b->cout, b->cout)
+                                          : dacl_wino_scratch_floats(bwd ? b->cout : cin[k]);
                 if (u > wu) wu = u;
                 if (sc > ws) ws = sc;
             }
@@ -536,13 +538,23 @@ static void block_backward(DaclUNet *m, Block *b, int N, float *g, float *tmp, f
                            int csplit, uint64_t key, const float *pool_dy, const uint8_t *pool_idx) {
     const int HW = b->H * b->W, C = b->cout, t = b->t0;
     team_bn_bwd(&m->team, g, OFF(m, t + 6), OFF(m, t + 7), OFF(m, t + 5), NULL, 0.0f, b->c2,
-                P(m, t + 7), b->m2, b->r2, P(m, t + 6), N, C, HW, LRELU, pool_dy, pool_idx, b->W);
+                P(m, t + 7), b->m2, b->r2, P(m, t + 6), N, C, HW, LRELU, pool_dy, pool_idx, b->W,
+                NULL);
     XForm xf = block_xform(b, 1, key, 1);
-    team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf, P(m, t + 4),
-                  N, C, b->H, b->W, C);
+    /* conv2's input gradient also sums BN1's first pass per image as it
+     * writes tmp, reading c1 once for those sums and for its own weight
+     * gradient's input (where it takes Winograd), into the row statistics'
+     * block, free in the backward ([N,C,H,2] floats hold [N,C,2] doubles) */
+    double *sums = (size_t)N * C * 4 <= m->rowstat_floats ? (double *)(void *)m->rowstats : NULL;
+    if (!sums)
+        team_conv_bwd(&m->team, tmp, NULL, C, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf,
+                      P(m, t + 4), N, C, b->H, b->W, C);
+    else if (!team_conv_bwd_bnsums(&m->team, tmp, OFF(m, t + 4), TEAM_BIAS_DONE, g, b->c1, &xf,
+                                   P(m, t + 4), N, C, b->H, b->W, C, sums, b->m1))
+        sums = NULL; /* not Winograd's: BN1 makes its first pass */
     team_bn_bwd(&m->team, tmp, OFF(m, t + 2), OFF(m, t + 3), OFF(m, t + 1),
                 b->p > 0.0f ? b->mask : NULL, b->p, b->c1, P(m, t + 3), b->m1, b->r1, P(m, t + 2), N,
-                C, HW, LRELU, NULL, NULL, b->W);
+                C, HW, LRELU, NULL, NULL, b->W, sums);
     team_conv_bwd(&m->team, dx, dx2, csplit, OFF(m, t), TEAM_BIAS_DONE, tmp, b->x, NULL, P(m, t), N,
                   b->cin, b->H, b->W, C);
 }

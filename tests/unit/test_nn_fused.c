@@ -281,6 +281,114 @@ static void test_pool_backward_bits(void **state) {
     }
 }
 
+/* BN1's first pass taken by the Winograd input gradient of the conv after
+ * it (dacl_wino_backward_data_bn, per image as the team runs it) against
+ * the two-pass BN backward on the same gradient: the sums against double
+ * sums of the same dz, dx bit for bit as dacl_wino_backward_data writes it,
+ * the transformed input it also writes bit for bit as the scalar xform,
+ * and dgamma, dbeta, dbias and BN's dx within float rounding of the
+ * summation order. Odd heights (a last pair of one row), widths that are
+ * not a multiple of 32 (partial vectors) nor of 16 (mask bits across words). */
+static void check_wino_bn_sums(int N, int C, int H, int W, int OC, float p, uint64_t seed) {
+    const int HW = H * W;
+    BnCase k = bn_case(N, C, HW, seed);
+    DaclRng r;
+    dacl_rng_seed(&r, seed + 7);
+    const size_t n = (size_t)N * C * HW, nw = (size_t)OC * C * 9;
+    float *dy = frand(&r, (size_t)N * OC * HW, -1.0f, 1.0f), *w = frand(&r, nw, -0.3f, 0.3f);
+    float *U = fnew(dacl_wino_u_floats(C, OC)), *scratch = fnew(dacl_wino_bn_scratch_floats(C, OC));
+    dacl_wino_weights(U, w, C, OC, 0, OC);
+    const uint64_t key = seed * 0x632be59bd9b4e019ULL + 5;
+    uint64_t *mask = p > 0.0f ? mask_planes(N, C, HW, p, key) : NULL;
+    const size_t mw = dacl_mask_words((size_t)HW);
+    const float ks = p > 0.0f ? dacl_dropout_scale(p) : 1.0f;
+    float *scale = fnew(C), *shift = fnew(C);
+    for (int c = 0; c < C; c++) {
+        scale[c] = k.gamma[c] * k.rstd[c];
+        shift[c] = k.beta[c] - k.mean[c] * scale[c];
+    }
+    float *g1 = fnew(n), *g2 = fnew(n), *xo = fnew(n);
+    double *sums = malloc(sizeof(double) * (size_t)N * C * 2);
+    assert_non_null(sums);
+    for (int b = 0; b < N; b++) {
+        const size_t o = (size_t)b * C * HW;
+        DaclBnSums bs = {.x = k.c + o, .mask = mask ? mask + (size_t)b * C * mw : NULL,
+                         .scale = scale, .shift = shift, .mean = k.mean, .ks = ks, .slope = SLOPE,
+                         .sums = sums + (size_t)b * C * 2, .xout = xo + o};
+        dacl_wino_backward_data(g1 + o, NULL, C, dy + (size_t)b * OC * HW, U, C, H, W, OC, scratch);
+        dacl_wino_backward_data_bn(g2 + o, dy + (size_t)b * OC * HW, U, C, H, W, OC, scratch, &bs);
+    }
+    assert_memory_equal(g1, g2, n * sizeof(float));
+    /* xout: the transformed input as team.c's xform_plane writes it, to the bit */
+    for (int b = 0; b < N; b++)
+        for (int c = 0; c < C; c++) {
+            const size_t o = ((size_t)b * C + c) * HW;
+            const uint64_t *mb = mask ? mask + ((size_t)b * C + c) * mw : NULL;
+            for (int i = 0; i < HW; i++) {
+                float z = k.c[o + i] * scale[c] + shift[c];
+                float a = z > 0.0f ? z : z * SLOPE;
+                if (mb) a = mb[i / 64] >> (i % 64) & 1 ? a * ks : 0.0f;
+                assert_memory_equal(&xo[o + i], &a, sizeof(float));
+            }
+        }
+    /* the sums against double sums of dz as the BN backward forms it */
+    for (int b = 0; b < N; b++)
+        for (int c = 0; c < C; c++) {
+            const size_t o = ((size_t)b * C + c) * HW;
+            const uint64_t *mb = mask ? mask + ((size_t)b * C + c) * mw : NULL;
+            double s1 = 0.0, s2 = 0.0, a1 = 0.0, a2 = 0.0;
+            for (int i = 0; i < HW; i++) {
+                float g = g1[o + i], x = k.c[o + i];
+                if (mb) g = mb[i / 64] >> (i % 64) & 1 ? g * ks : 0.0f;
+                float z = x * scale[c] + shift[c];
+                double dz = z > 0.0f ? g : g * SLOPE, d2 = dz * ((double)x - k.mean[c]);
+                s1 += dz, s2 += d2, a1 += fabs(dz), a2 += fabs(d2);
+            }
+            const double *sn = sums + ((size_t)b * C + c) * 2;
+            assert_true(fabs(sn[0] - s1) <= 1e-5 * a1 + 1e-6);
+            assert_true(fabs(sn[1] - s2) <= 1e-5 * a2 + 1e-6);
+        }
+    /* the BN backward from them against the two-pass one */
+    float *gr = fnew(3 * C), *gf = fnew(3 * C);
+    for (int c = 0; c < 3 * C; c++) gr[c] = gf[c] = 0.125f * c;
+    dacl_bn_act_backward_ch(g1, gr, gr + C, gr + 2 * C, g1, mask, p, k.c, k.beta, k.mean, k.rstd,
+                            k.gamma, N, C, HW, SLOPE, 0, C);
+    for (int c = 0; c < C; c++) /* a channel at a time, in place, as the team */
+        dacl_bn_act_backward_sums_ch(g2, gf, gf + C, gf + 2 * C, g2, mask, p, k.c, k.beta, k.mean,
+                                     k.rstd, k.gamma, N, C, HW, SLOPE, sums, c, c + 1);
+    double dmax = 0.0, emax = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)g2[i] - g1[i]);
+        if (fabs(g1[i]) > dmax) dmax = fabs(g1[i]);
+        if (e > emax) emax = e;
+    }
+    double gmax = 0.0, gerr = 0.0;
+    for (int c = 0; c < 3 * C; c++) {
+        if (fabs(gr[c]) > gmax) gmax = fabs(gr[c]);
+        if (fabs((double)gf[c] - gr[c]) > gerr) gerr = fabs((double)gf[c] - gr[c]);
+    }
+    printf("  bn sums  N %d  C %2d  %3dx%-3d  p %.2f  dx %.1e  grads %.1e\n", N, C, H, W, p,
+           emax / dmax, gerr / gmax);
+    assert_true(emax <= 2e-6 * dmax);
+    assert_true(gerr <= 2e-6 * gmax);
+    free(dy), free(w), free(U), free(scratch), free(mask), free(scale), free(shift);
+    free(g1), free(g2), free(xo), free(sums), free(gr), free(gf);
+    bn_case_free(&k);
+}
+
+static void test_wino_bn_sums(void **state) {
+    (void)state;
+    if (!dacl_conv3x3_direct_available()) {
+        printf("  no AVX-512 on this CPU: Winograd is never used, nothing to check\n");
+        skip();
+    }
+    check_wino_bn_sums(3, 16, 12, 64, 16, 0.3f, 51);
+    check_wino_bn_sums(2, 16, 9, 36, 16, 0.05f, 52); /* odd rows; rows off 16-element words */
+    check_wino_bn_sums(3, 10, 7, 47, 24, 0.5f, 53);  /* partial channel tiles and vectors */
+    check_wino_bn_sums(2, 32, 8, 32, 32, 0.0f, 54);  /* no dropout */
+    check_wino_bn_sums(2, 8, 5, 100, 8, 0.2f, 55);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bn_backward_sums_conv_bias),
@@ -289,6 +397,7 @@ int main(void) {
         cmocka_unit_test(test_bn_backward_dropout_fused),
         cmocka_unit_test(test_bn_backward_pool_fused),
         cmocka_unit_test(test_pool_backward_bits),
+        cmocka_unit_test(test_wino_bn_sums),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
