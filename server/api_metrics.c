@@ -158,7 +158,9 @@ static int split_names(const char *list, char ***out, int *n) {
 
 /* Answers of /metrics by (job, query), valid while the job's flushed
  * iteration and status are what they were: a dashboard polling a long job
- * costs one computation per flush, not one per request. Each answer is sent
+ * costs one computation per flush, not one per request. While the store's
+ * generation has not moved either, an answer is found without reading the
+ * job (cache_get_gen). Each answer is sent
  * from the slot's own bytes (shared, no copy), and gzip'd once for the
  * clients that take it (browsers do): a 1000-point answer for a CPS job is
  * about 290 KB of JSON and a quarter of that compressed, and copying and
