@@ -227,19 +227,28 @@ void dacl_conv_image_forward_rows_stats(float *y, const float *x, const float *w
     }
 }
 
-void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
-                                       int C, int H, int W, int OC, int h0, int h1, float *scratch,
-                                       float *stats) {
-    /* bands of three block rows (so a tile's three vectors are full at any
-     * width), starting on even rows after the first, each read back by the
-     * statistics while in cache */
+/* Winograd's forward from x, or through xin where it is not NULL: bands of
+ * three block rows (so a tile's three vectors are full at any width),
+ * starting on even rows after the first, each read back by the statistics
+ * while in cache */
+static void wino_bands(float *y, const float *x, DaclXIn *xin, const float *U, const float *b, int C,
+                       int H, int W, int OC, int h0, int h1, float *scratch, float *stats) {
     for (int r0 = h0; r0 < h1;) {
         int r1 = (r0 & ~1) + 6;
         if (r1 > h1) r1 = h1;
-        dacl_wino_forward_rows(y, x, U, b, C, H, W, OC, r0, r1, scratch);
+        if (xin)
+            dacl_wino_forward_rows_xin(y, xin, U, b, C, H, W, OC, r0, r1, scratch);
+        else
+            dacl_wino_forward_rows(y, x, U, b, C, H, W, OC, r0, r1, scratch);
         if (stats) row_stats(stats, y, H, W, OC, r0, r1);
         r0 = r1;
     }
+}
+
+void dacl_conv_image_forward_rows_wino(float *y, const float *x, const float *U, const float *b,
+                                       int C, int H, int W, int OC, int h0, int h1, float *scratch,
+                                       float *stats) {
+    wino_bands(y, x, NULL, U, b, C, H, W, OC, h0, h1, scratch, stats);
 }
 
 void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, const float *b, int C,
@@ -254,13 +263,7 @@ void dacl_conv_image_forward_rows_xin(float *y, DaclXIn *xin, const float *w, co
 void dacl_conv_image_forward_rows_wino_xin(float *y, DaclXIn *xin, const float *U, const float *b,
                                            int C, int H, int W, int OC, int h0, int h1,
                                            float *scratch, float *stats) {
-    for (int r0 = h0; r0 < h1;) {
-        int r1 = (r0 & ~1) + 6;
-        if (r1 > h1) r1 = h1;
-        dacl_wino_forward_rows_xin(y, xin, U, b, C, H, W, OC, r0, r1, scratch);
-        if (stats) row_stats(stats, y, H, W, OC, r0, r1);
-        r0 = r1;
-    }
+    wino_bands(y, NULL, xin, U, b, C, H, W, OC, h0, h1, scratch, stats);
 }
 
 void dacl_conv_image_backward_wino(float *dx, float *dx2, int csplit, float *dw, float *db,

@@ -179,15 +179,6 @@ void dacl_conv3x3_direct_forward_rows_xin(float *y, DaclXIn *xin, const float *w
     direct_rows(&d, y, NULL, OC, b, h0, h1, xin);
 }
 
-/* 16 keep bits of a plane from element i (i < the plane's nw * 64) */
-static inline uint32_t bits16(const uint64_t *mb, size_t i, size_t nw) {
-    const size_t q = i >> 6;
-    const unsigned s = (unsigned)(i & 63);
-    uint64_t v = mb[q] >> s;
-    if (s > 48 && q + 1 < nw) v |= mb[q + 1] << (64 - s);
-    return (uint32_t)v & 0xffffu;
-}
-
 /* team.c's xform_plane on rows: z = x * sc + sh, a = z > 0 ? z : z * slope
  * (a blend: -0 and NaN take z * slope as there), then a * ks where kept
  * and +0 where dropped; one multiply and one add, as C11 does not contract */
@@ -218,7 +209,7 @@ AVX512 void dacl_xin_stage(DaclXIn *q, int C, int H, int W, int a, int b) {
                 __mmask16 pos = _mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ);
                 __m512 v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, slope), z);
                 if (mb)
-                    v = _mm512_maskz_mul_ps((__mmask16)bits16(mb, (size_t)sh * W + j, nw), v, ks);
+                    v = _mm512_maskz_mul_ps(keep_bits16(mb, (size_t)sh * W + j, nw), v, ks);
                 _mm512_mask_storeu_ps(dst + j, lm, v);
             }
         }

@@ -300,15 +300,6 @@ static AVX512 void wino_block(const Wino *d, float *y, float *y2, int split, con
     }
 }
 
-/* the 16 bits of a plane's mask from element i on (mw words) */
-static inline uint32_t mask_bits16(const uint64_t *mb, size_t i, size_t mw) {
-    const size_t w = i >> 6;
-    const unsigned sh = (unsigned)(i & 63);
-    uint64_t v = mb[w] >> sh;
-    if (sh > 48 && w + 1 < mw) v |= mb[w + 1] << (64 - sh);
-    return (uint32_t)v & 0xFFFFu;
-}
-
 /* BN's input x of the rows of block row t into L2 (the sums read them
  * next, as the entries of that row are computed) */
 static AVX512 void bn_sums_prefetch(const DaclBnSums *bs, int CO, int H, int W, int t) {
@@ -342,7 +333,7 @@ static AVX512 void bn_sums_rows(float *acc, const float *y, const DaclBnSums *bs
         for (size_t i = i0; i < i1; i += VL) {
             const __mmask16 k = i1 - i >= VL ? (__mmask16)0xFFFF : (__mmask16)((1u << (i1 - i)) - 1);
             __m512 gv = _mm512_maskz_loadu_ps(k, g + i), xv = _mm512_maskz_loadu_ps(k, x + i);
-            const __mmask16 keep = mb ? (__mmask16)mask_bits16(mb, i, mw) : (__mmask16)0xFFFF;
+            const __mmask16 keep = mb ? keep_bits16(mb, i, mw) : (__mmask16)0xFFFF;
             if (mb) gv = _mm512_maskz_mul_ps(keep, gv, ks);
             __m512 z = _mm512_add_ps(_mm512_mul_ps(xv, sc), sh);
             __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ);
