@@ -363,26 +363,22 @@ static void job_conv_bwd(void *ctx, int tid, int nt) {
         for (int n = a; n < e; n++) {
             float *dx = j->dx ? j->dx + n * j->csplit * HW : NULL;
             float *dx2 = j->dx2 ? j->dx2 + n * (j->C - j->csplit) * HW : NULL;
-            DaclBnSums bs, *bsp = NULL;
             if (j->bnsums) {
-                const XForm *xf = j->xf;
-                const size_t words = (size_t)j->C * dacl_mask_words(HW);
-                bs = (DaclBnSums){.x = j->x + n * j->C * HW,
-                                  .mask = xf->p > 0.0f ? xf->mask + n * words : NULL,
-                                  .scale = xf->scale, .shift = xf->shift, .mean = j->bnmean,
-                                  .ks = xf->p > 0.0f ? dacl_dropout_scale(xf->p) : 1.0f,
-                                  .slope = xf->slope, .sums = j->bnsums + (size_t)n * j->C * 2,
-                                  .xout = j->t->xbuf + (size_t)tid * j->t->xbuf_floats};
-                bsp = &bs;
-            }
-            if (bsp) {
                 /* the sums also write the transformed input into the member's
                  * buffer, as they read x, for the weight gradient after them:
                  * no pass of conv_input over x */
+                const XForm *xf = j->xf;
+                const size_t words = (size_t)j->C * dacl_mask_words(HW);
+                DaclBnSums bs = {.x = j->x + n * j->C * HW,
+                                 .mask = xf->p > 0.0f ? xf->mask + n * words : NULL,
+                                 .scale = xf->scale, .shift = xf->shift, .mean = j->bnmean,
+                                 .ks = xf->p > 0.0f ? dacl_dropout_scale(xf->p) : 1.0f,
+                                 .slope = xf->slope, .sums = j->bnsums + (size_t)n * j->C * 2,
+                                 .xout = j->t->xbuf + (size_t)tid * j->t->xbuf_floats};
                 j->t->ximg[tid] = -1;
                 dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
                                               bs.xout, j->t->wu, j->C, j->H, j->W, j->OC, j->wino_dw,
-                                              member_ws(j->t, tid), group_acc(j, n, a), bsp);
+                                              member_ws(j->t, tid), group_acc(j, n, a), &bs);
                 j->t->ximg[tid] = n;
             } else if (j->wino)
                 dacl_conv_image_backward_wino(dx, dx2, j->csplit, dw, db, j->dy + n * j->OC * HW,
