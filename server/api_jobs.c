@@ -157,9 +157,28 @@ static void add_summary(cJSON *o, const cJSON *c) {
         cJSON_AddNullToObject(ds, "labeled");
 }
 
+/* What the scheduler adds to a running job's answer: its progress snapshot
+ * (live: it had one) and why its metrics are not being saved ("" when they
+ * are). All zero for a job that is not running. */
+typedef struct {
+    int live;
+    DaclProgress p;
+    char warning[640];
+} Live;
+
+static void live_read(Server *s, long id, JobStatus status, Live *lv) {
+    memset(lv, 0, sizeof *lv);
+    if (status != JOB_RUNNING) return;
+    lv->live = scheduler_progress(s->sched, id, &lv->p);
+    if (!scheduler_warning(s->sched, id, lv->warning, sizeof lv->warning)) lv->warning[0] = '\0';
+}
+
 /* The job as the API shows it; full adds the config. Progress of a running
- * job comes from the scheduler's snapshot, which is fresher than the store. */
-static cJSON *job_json(Server *s, const StoreJob *j, int full) {
+ * job comes from the scheduler's snapshot (lv: as read by live_read; NULL:
+ * read here), which is fresher than the store. */
+static cJSON *job_json(Server *s, const StoreJob *j, int full, const Live *lv) {
+    Live own;
+    if (!lv) live_read(s, j->id, j->status, &own), lv = &own;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)j->id);
     cJSON_AddStringToObject(o, "name", j->name ? j->name : "");
@@ -170,15 +189,15 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
     add_time(o, "submitted_at", j->submitted_ms);
     add_time(o, "started_at", j->started_ms);
     add_time(o, "finished_at", j->finished_ms);
-    DaclProgress p;
-    int live = j->status == JOB_RUNNING && scheduler_progress(s->sched, j->id, &p);
-    long it = live && p.iteration > j->iteration ? p.iteration : j->iteration;
+    const DaclProgress *p = &lv->p;
+    int live = lv->live;
+    long it = live && p->iteration > j->iteration ? p->iteration : j->iteration;
     cJSON_AddNumberToObject(o, "iteration", (double)it);
     cJSON_AddNumberToObject(o, "total", (double)j->total);
     cJSON_AddNumberToObject(o, "progress", j->total > 0 ? (double)it / (double)j->total : 0.0);
-    if (live && p.img_per_s > 0) {
-        cJSON_AddNumberToObject(o, "images_per_s", p.img_per_s);
-        cJSON_AddNumberToObject(o, "eta_s", p.eta_s);
+    if (live && p->img_per_s > 0) {
+        cJSON_AddNumberToObject(o, "images_per_s", p->img_per_s);
+        cJSON_AddNumberToObject(o, "eta_s", p->eta_s);
     } else {
         cJSON_AddNullToObject(o, "images_per_s");
         cJSON_AddNullToObject(o, "eta_s");
@@ -194,9 +213,8 @@ static cJSON *job_json(Server *s, const StoreJob *j, int full) {
         cJSON_AddStringToObject(o, "error", j->error);
     else
         cJSON_AddNullToObject(o, "error");
-    char warning[640]; /* a running job whose metrics the database refuses, say so */
-    if (j->status == JOB_RUNNING && scheduler_warning(s->sched, j->id, warning, sizeof warning))
-        cJSON_AddStringToObject(o, "warning", warning);
+    if (lv->warning[0]) /* a running job whose metrics the database refuses, say so */
+        cJSON_AddStringToObject(o, "warning", lv->warning);
     else
         cJSON_AddNullToObject(o, "warning");
     add_raw_json(o, "latest", j->latest, 0);
@@ -337,7 +355,7 @@ void api_job_submit(Server *s, Request *r) {
     }
     scheduler_wake(s->sched);
     fprintf(stderr, "dacld: job %ld '%s' queued (priority %d)\n", id, cfg.name, priority);
-    http_json(r, MHD_HTTP_CREATED, job_json(s, &j, 1));
+    http_json(r, MHD_HTTP_CREATED, job_json(s, &j, 1, NULL));
     store_job_clear(&j);
 }
 
@@ -361,7 +379,7 @@ void api_job_list(Server *s, Request *r) {
         return;
     }
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "jobs");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, job_json(s, &jobs[i], 0));
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, job_json(s, &jobs[i], 0, NULL));
     cJSON_AddNumberToObject(o, "total", (double)total);
     cJSON_AddNumberToObject(o, "limit", (double)limit);
     cJSON_AddNumberToObject(o, "offset", (double)offset);
@@ -383,10 +401,8 @@ void api_job_list(Server *s, Request *r) {
 typedef struct {
     long id;             /* 0: free */
     uint64_t gen;        /* the store's generation before the job was read */
-    int running;         /* it was running: the scheduler's state is part of it */
-    int live;            /* scheduler_progress had it, with p */
-    DaclProgress p;
-    char warning[640];   /* scheduler_warning's text, "" for none */
+    JobStatus status;    /* as read then (the generation keeps it so) */
+    Live lv;             /* the scheduler's part, read for that status */
     HttpShared *json;
     unsigned long used;
 } JobSlot;
@@ -412,36 +428,28 @@ void api_job_cache_free(Server *s) {
     s->jcache = NULL;
 }
 
-/* The scheduler's side of a running job's answer, as job_json reads it. */
-static void live_state(Server *s, long id, int *live, DaclProgress *p, char warning[640]) {
-    memset(p, 0, sizeof *p);
-    *live = scheduler_progress(s->sched, id, p);
-    if (!scheduler_warning(s->sched, id, warning, 640)) warning[0] = '\0';
-}
-
-static int same_progress(const DaclProgress *a, const DaclProgress *b) {
-    return a->iteration == b->iteration && a->total == b->total && a->img_per_s == b->img_per_s &&
-           a->eta_s == b->eta_s;
+static int same_live(const Live *a, const Live *b) {
+    return a->live == b->live && a->p.iteration == b->p.iteration && a->p.total == b->p.total &&
+           a->p.img_per_s == b->p.img_per_s && a->p.eta_s == b->p.eta_s && !strcmp(a->warning, b->warning);
 }
 
 /* The cached answer for job id at generation gen (a reference), or NULL. */
 static HttpShared *job_cache_get(Server *s, long id, uint64_t gen) {
     JobCache *c = s->jcache;
-    int idx = -1, running = 0;
+    int idx = -1;
+    JobStatus status = JOB_QUEUED;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < JOB_SLOTS && idx < 0; i++)
-        if (c->slot[i].json && c->slot[i].id == id && c->slot[i].gen == gen) idx = i, running = c->slot[i].running;
+        if (c->slot[i].json && c->slot[i].id == id && c->slot[i].gen == gen) idx = i, status = c->slot[i].status;
     pthread_mutex_unlock(&c->mu);
     if (idx < 0) return NULL;
-    int live = 0;
-    DaclProgress p;
-    char warning[640];
-    if (running) live_state(s, id, &live, &p, warning); /* outside the cache's lock */
+    /* the same generation: the job's row, its status included, is as it was */
+    Live lv;
+    live_read(s, id, status, &lv); /* outside the cache's lock */
     HttpShared *out = NULL;
     pthread_mutex_lock(&c->mu);
     JobSlot *e = &c->slot[idx];
-    if (e->json && e->id == id && e->gen == gen &&
-        (!e->running || (e->live == live && (!live || same_progress(&e->p, &p)) && !strcmp(e->warning, warning)))) {
+    if (e->json && e->id == id && e->gen == gen && same_live(&e->lv, &lv)) {
         out = http_shared_ref(e->json);
         e->used = ++c->tick;
     }
@@ -449,23 +457,21 @@ static HttpShared *job_cache_get(Server *s, long id, uint64_t gen) {
     return out;
 }
 
-static void job_cache_put(Server *s, long id, uint64_t gen, int running, int live, const DaclProgress *p,
-                          const char *warning, HttpShared *json) {
+static void job_cache_put(Server *s, const StoreJob *j, uint64_t gen, const Live *lv, HttpShared *json) {
     JobCache *c = s->jcache;
     pthread_mutex_lock(&c->mu);
     JobSlot *victim = &c->slot[0];
     for (int i = 0; i < JOB_SLOTS; i++) {
         JobSlot *e = &c->slot[i];
-        if (e->json && e->id == id) { /* an older answer */
+        if (e->json && e->id == j->id) { /* an older answer */
             victim = e;
             break;
         }
         if (e->used < victim->used) victim = e;
     }
     http_shared_unref(victim->json);
-    *victim = (JobSlot){.id = id, .gen = gen, .running = running, .live = live, .p = *p,
+    *victim = (JobSlot){.id = j->id, .gen = gen, .status = j->status, .lv = *lv,
                         .json = http_shared_ref(json), .used = ++c->tick};
-    snprintf(victim->warning, sizeof victim->warning, "%s", warning);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -481,22 +487,18 @@ void api_job_get(Server *s, Request *r) {
     }
     StoreJob j;
     if (!api_load_job(s, r, &j)) return;
-    /* the scheduler's state as the answer reads it: read first, so that a
-     * snapshot taken between this and job_json makes the slot miss */
-    int running = j.status == JOB_RUNNING, live = 0;
-    DaclProgress p = {0};
-    char warning[640] = "";
-    if (running) live_state(s, id, &live, &p, warning);
-    cJSON *o = job_json(s, &j, 1);
+    Live lv; /* read once: the answer is built from what its slot is keyed on */
+    live_read(s, j.id, j.status, &lv);
+    cJSON *o = job_json(s, &j, 1, &lv);
     char *text = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
-    store_job_clear(&j);
     HttpShared *body = text ? http_shared_new(text, strlen(text)) : NULL;
+    if (body) job_cache_put(s, &j, gen, &lv, body);
+    store_job_clear(&j);
     if (!body) {
         http_internal(r);
         return;
     }
-    job_cache_put(s, id, gen, running, live, &p, warning, body);
     http_shared(r, MHD_HTTP_OK, "application/json", 0, body);
     http_shared_unref(body);
 }
@@ -526,7 +528,7 @@ void api_job_cancel(Server *s, Request *r) {
     } else {
         fprintf(stderr, "dacld: job %ld: cancel %s\n", id, out == CANCEL_DONE ? "done" : "requested");
         /* 202: a running job stops at its next iteration, not yet */
-        http_json(r, out == CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, job_json(s, &j, 0));
+        http_json(r, out == CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, job_json(s, &j, 0, NULL));
     }
     store_job_clear(&j);
 }
