@@ -29,7 +29,14 @@
 # path a real job never takes (dacld inserts it in order, moving the 30000
 # points behind it). ENCODING (default "gzip, deflate, br", what
 # the browser showing the dashboard sends; "" for none) is the requests'
-# Accept-Encoding. Builds nothing.
+# Accept-Encoding. CYCLES=N (default 1) runs N load windows, each followed by
+# a quiet one, and compares each with its two quiet neighbours, so that a
+# machine whose speed drifts by a few per cent from minute to minute is seen
+# as drift; the mean's standard error is over this run's windows (separate
+# runs differ by more: take several). LOAD_PATHS (space-
+# separated, {id} the job's) replaces the two routes, e.g. "/healthz" for the
+# floor of any answer. Also printed: interrupts and the training threads'
+# context switches per second in each window. Builds nothing.
 set -euo pipefail
 DACLD=$(realpath "${1:?usage: serve_load.sh path/to/dacld [SECONDS] [RATE] [CONNECTIONS]}")
 SECS=${2:-30}
@@ -37,6 +44,8 @@ HISTORY=${HISTORY:-30000}
 ENCODING=${ENCODING-gzip, deflate, br}
 RATE=${3:-500}
 CONNS=${4:-25}
+CYCLES=${CYCLES:-1}
+[ -n "${LOAD_PATHS:-}" ] || LOAD_PATHS='/api/v1/jobs/{id} /api/v1/jobs/{id}/metrics?max_points=1000'
 command -v wrk >/dev/null || { echo "serve_load: wrk is missing (deploy/install-deps.sh --bench)" >&2; exit 2; }
 # The quickstart's CPS job on the cardiac phantom, long enough for every window,
 # with no validation round or checkpoint inside them to blur the rate.
@@ -82,13 +91,29 @@ http_ticks() {
   echo "$n"
 }
 HZ=$(getconf CLK_TCK)
+# the interrupts that stop a running thread (TLB shootdowns, function calls and
+# rescheduling, summed over the cores) and the context switches of the
+# daemon's other threads (the training's), voluntary + involuntary: what the
+# load costs training beyond the CPU it takes
+kstats() {
+  local t sw=0 inv=0
+  for t in /proc/"$PID"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = MHD-worker ] && continue
+    read -r a b < <(awk '/^voluntary_ctxt/ { v = $2 } /^nonvoluntary_ctxt/ { n = $2 } END { print v + 0, n + 0 }' "$t/status" 2>/dev/null) || continue
+    sw=$((sw + a)) inv=$((inv + b))
+  done
+  awk -v sw="$sw" -v inv="$inv" '$1 ~ /^(TLB|CAL|RES):$/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; v[$1] = s }
+    END { print v["TLB:"] + 0, v["CAL:"] + 0, v["RES:"] + 0, sw, inv }' /proc/interrupts
+}
 # window NAME CMD...: runs CMD (sleep or wrk) and records the job's images/s over it
 window() {
-  local name=$1 t0 i0 c0 h0 t1 i1 c1 h1
+  local name=$1 t0 i0 c0 h0 t1 i1 c1 h1 k0 k1
   shift
-  t0=$(now) i0=$(iteration) c0=$(cpu_ticks) h0=$(http_ticks)
+  t0=$(now) i0=$(iteration) c0=$(cpu_ticks) h0=$(http_ticks) k0=$(kstats)
   "$@"
-  t1=$(now) i1=$(iteration) c1=$(cpu_ticks) h1=$(http_ticks)
+  t1=$(now) i1=$(iteration) c1=$(cpu_ticks) h1=$(http_ticks) k1=$(kstats)
+  awk -v n="$name" -v a="$k0" -v b="$k1" -v t0="$t0" -v t1="$t1" 'BEGIN { split(a, x, " "); split(b, y, " "); dt = t1 - t0
+    printf "%s %.0f %.0f %.0f %.0f %.0f\n", n, (y[1] - x[1]) / dt, (y[2] - x[2]) / dt, (y[3] - x[3]) / dt, (y[4] - x[4]) / dt, (y[5] - x[5]) / dt }' >>"$W/kwindows"
   awk -v n="$name" -v di=$((i1 - i0)) -v b="$BATCH" -v t0="$t0" -v t1="$t1" -v dc=$((c1 - c0)) -v dh=$((h1 - h0)) \
     -v hz="$HZ" 'BEGIN { dt = t1 - t0; printf "%s %.3f %d %.2f %.2f %.3f\n", n, di * b / dt, di, dt, dc / hz / dt, dh / hz / dt }' \
     >>"$W/windows"
@@ -117,17 +142,24 @@ fi
 first_ms=$(curl -sf -o /dev/null -w '%{time_total}' "$BASE/api/v1/jobs/$ID/metrics?max_points=1000" |
   awk '{ printf "%.1f", $1 * 1000 }')
 
+# the paths the load cycles through ({id}: the job's)
+read -r -a LOAD <<<"${LOAD_PATHS//\{id\}/$ID}"
+
 DELAY_MS=$(awk -v c="$CONNS" -v r="$RATE" 'BEGIN { printf "%d", c * 1000 / r }')
 cat >"$W/load.lua" <<EOF
--- cycles through the paths given after --; each connection waits $DELAY_MS ms between requests
-local paths = {}
+-- cycles through the paths given after --; each connection waits $DELAY_MS ms between requests.
+-- The requests are formatted once (wrk.format in request() would do it for every request:
+-- CPU the client would take from the cores the training shares with it).
+local reqs = {}
 local n = 0
-init = function(args) paths = args end
-local headers = {}
-if "$ENCODING" ~= "" then headers["Accept-Encoding"] = "$ENCODING" end
+init = function(args)
+  local headers = {}
+  if "$ENCODING" ~= "" then headers["Accept-Encoding"] = "$ENCODING" end
+  for i, p in ipairs(args) do reqs[i] = wrk.format("GET", p, headers) end
+end
 request = function()
   n = n + 1
-  return wrk.format("GET", paths[n % #paths + 1], headers)
+  return reqs[n % #reqs + 1]
 end
 delay = function() return $DELAY_MS end
 done = function(s, latency, requests)
@@ -153,9 +185,14 @@ run_wrk() { # OUT PATH...: wrk at the offered rate on the paths, its CPU time in
     >"$out.cpu"
 }
 
-window quiet-before sleep "$SECS"
-window load run_wrk "$W/wrk.out" "/api/v1/jobs/$ID" "/api/v1/jobs/$ID/metrics?max_points=1000"
-window quiet-after sleep "$SECS"
+# quiet, then CYCLES times (load, quiet): each load window is compared with the
+# quiet windows either side of it, so a machine that drifts over the run is
+# seen as drift and not as the load's cost
+window quiet-0 sleep "$SECS"
+for c in $(seq 1 "$CYCLES"); do
+  window "load-$c" run_wrk "$W/wrk-$c.out" "${LOAD[@]}"
+  window "quiet-$c" sleep "$SECS"
+done
 # the control: the same load on a route that does nothing (GET /healthz), under
 # the same training: the latency this machine gives any answer right now
 run_wrk "$W/wrk-control.out" /healthz
@@ -168,37 +205,56 @@ server_side() { # ROUTE: mean ms and the share answered within 1 ms
     if ($0 ~ /_sum\{/) sum = $2; if ($0 ~ /_count\{/) cnt = $2; if ($0 ~ /le="0.001"/) fast = $2 }
     END { if (cnt) printf "mean %.3f ms, %.1f %% within 1 ms (%d requests)", 1000 * sum / cnt, 100 * fast / cnt, cnt }' "$W/prom"
 }
-read -r reqs dur econn eread ewrite estatus etimeout p50 p99 pmax < <(grep '^WRK ' "$W/wrk.out" | cut -d' ' -f2-)
-read -r _ ips_before it_before _ cpu_before http_before < <(grep '^quiet-before ' "$W/windows")
-read -r _ ips_load it_load _ cpu_load http_load < <(grep '^load ' "$W/windows")
-read -r _ ips_after it_after _ cpu_after http_after < <(grep '^quiet-after ' "$W/windows")
-wrk_cpu=$(cat "$W/wrk.out.cpu")
 read -r creqs cdur _ _ _ _ _ cp50 cp99 cpmax < <(grep '^WRK ' "$W/wrk-control.out" | cut -d' ' -f2-)
-errors=$((econn + eread + ewrite + estatus + etimeout))
 
-echo "serve_load: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, job batch $BATCH, windows of ${SECS} s, history $HISTORY steps$([ "${HISTORY_AFTER:-0}" = 1 ] && echo ' after the live ones')"
+echo "serve_load: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, job batch $BATCH, windows of ${SECS} s, $CYCLES load window(s), history $HISTORY steps$([ "${HISTORY_AFTER:-0}" = 1 ] && echo ' after the live ones')"
 echo "load: wrk -t1 -c$CONNS, ${DELAY_MS} ms between a connection's requests (offered ${RATE} req/s), Accept-Encoding: ${ENCODING:-none}"
-awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d }'
-echo "  latency     p50 ${p50} ms   p99 ${p99} ms   max ${pmax} ms"
+echo "      on ${LOAD[*]}"
+# per load window: requests, duration, errors, p50, p99, max
+for c in $(seq 1 "$CYCLES"); do
+  read -r reqs dur econn eread ewrite estatus etimeout p50 p99 pmax < <(grep '^WRK ' "$W/wrk-$c.out" | cut -d' ' -f2-)
+  echo "$c $reqs $dur $((econn + eread + ewrite + estatus + etimeout)) $p50 $p99 $pmax $econn $eread $ewrite $estatus $etimeout"
+done >"$W/loads"
+awk '{ r += $2; d += $3; e += $4; if ($6 > p99) p99 = $6; if ($7 > mx) mx = $7 }
+  END { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d
+        printf "  errors      %d\n", e
+        printf "  latency     p99 %.3f ms (the worst window)   max %.3f ms\n", p99, mx }' "$W/loads"
+if [ "$CYCLES" -gt 1 ]; then awk '{ printf "              window %d: p50 %s ms, p99 %s ms, max %s ms; errors %d (connect %s, read %s, write %s, non-2xx/3xx %s, timeout %s)\n", $1, $5, $6, $7, $4, $8, $9, $10, $11, $12 }' "$W/loads"
+else awk '{ printf "              p50 %s ms; errors: connect %s, read %s, write %s, non-2xx/3xx %s, timeout %s\n", $5, $8, $9, $10, $11, $12 }' "$W/loads"; fi
 awk -v r="$creqs" -v d="$cdur" -v a="$cp50" -v b="$cp99" -v c="$cpmax" \
   'BEGIN { printf "  control     GET /healthz at the same rate, after: %.0f req/s, p50 %s ms, p99 %s ms, max %s ms\n", r / d, a, b, c }'
-echo "  errors      $errors (connect $econn, read $eread, write $ewrite, non-2xx/3xx $estatus, timeout $etimeout)"
 echo "  in dacld    job:     $(server_side '/api/v1/jobs/{id}')"
 echo "              metrics: $(server_side '/api/v1/jobs/{id}/metrics') (each series had $points points at the end;"
 echo "                       the first answer, before the windows, took $first_ms ms)"
-echo "training (images/s; iterations in the window; CPU of the daemon, of its HTTP threads, in cores):"
-echo "  quiet before  $ips_before  ($it_before it; $cpu_before, HTTP $http_before)"
-echo "  under load    $ips_load  ($it_load it; $cpu_load, HTTP $http_load; wrk used ${wrk_cpu} s of CPU)"
-echo "  quiet after   $ips_after  ($it_after it; $cpu_after, HTTP $http_after)"
-awk -v a="$ips_before" -v b="$ips_after" -v l="$ips_load" -v p99="$p99" -v e="$errors" -v h="$http_load" \
-  -v cores="$(nproc)" 'BEGIN {
-  q = (a + b) / 2; s = 100 * (1 - l / q); d = 100 * (a > b ? a - b : b - a) / q
-  printf "  slowdown      %.1f %% against the quiet mean %.2f (the quiet windows differ by %.1f %%%s)\n", s, q, d,
-    (d > 5 ? ": more than the target, which is noise from the machine" : "")
-  printf "  bound         the HTTP threads took %.1f %% of the %d cores: the slowdown on an idle machine\n",
-    100 * h / cores, cores
-  printf "targets: p99 < 10 ms %s, no errors %s, slowdown < 5 %% %s\n", p99 < 10 ? "met" : "MISSED",
-    e == 0 ? "met" : "MISSED", s < 5 ? "met" : "MISSED"
-}'
+echo "training (images/s; iterations in the window; CPU of the daemon, of its HTTP threads, in cores; wrk's CPU):"
+while read -r n ips it _ cpu http; do
+  c=${n#load-}
+  extra=
+  [ "$c" != "$n" ] && extra="; wrk used $(cat "$W/wrk-$c.out.cpu") s of CPU"
+  printf '  %-9s %8s  (%d it; %s, HTTP %s%s)\n' "$n" "$ips" "$it" "$cpu" "$http" "$extra"
+done <"$W/windows"
+echo "per second (TLB shootdowns, function-call and rescheduling interrupts, all cores; the training threads' voluntary and involuntary switches):"
+while read -r n tlb cal res sw inv; do
+  printf '  %-9s TLB %s  CAL %s  RES %s  switches %s + %s\n' "$n" "$tlb" "$cal" "$res" "$sw" "$inv"
+done <"$W/kwindows"
+p99=$(awk '$6 > m { m = $6 } END { print m + 0 }' "$W/loads")
+errors=$(awk '{ e += $4 } END { print e + 0 }' "$W/loads")
+awk -v p99="$p99" -v e="$errors" -v cores="$(nproc)" '
+  { ips[$1] = $2; http[$1] = $6 }
+  END {
+    for (c = 1; ("load-" c) in ips; c++) {
+      a = ips["quiet-" (c - 1)]; b = ips["quiet-" c]; q = (a + b) / 2
+      s[c] = 100 * (1 - ips["load-" c] / q); d = 100 * (a > b ? a - b : b - a) / q
+      sum += s[c]; h += http["load-" c]; n = c
+      printf "  slowdown      %.1f %% in load window %d against its quiet neighbours %.2f (which differ by %.1f %%)\n", s[c], c, q, d
+    }
+    m = sum / n; v = 0
+    for (c = 1; c <= n; c++) v += (s[c] - m) ^ 2
+    if (n > 1) printf "  mean          %.1f %% +- %.1f (standard error of %d windows)\n", m, sqrt(v / (n - 1) / n), n
+    printf "  bound         the HTTP threads took %.1f %% of the %d cores: the slowdown on an idle machine\n",
+      100 * h / n / cores, cores
+    printf "targets: p99 < 10 ms %s, no errors %s, slowdown < 5 %% %s\n", p99 < 10 ? "met" : "MISSED",
+      e == 0 ? "met" : "MISSED", m < 5 ? "met" : "MISSED"
+  }' "$W/windows"
 kill -TERM "$PID" && wait "$PID" 2>/dev/null || true
 PID=
