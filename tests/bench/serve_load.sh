@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Serving under load (issue #6): does answering the API slow training down?
 # Starts dacld on a free loopback port with a temporary state folder, submits
-# one long phantom training job, and measures the job's images/s in three
-# windows of SECONDS each: quiet, under load, quiet again. The load is wrk
+# one long phantom training job, and measures the job's images/s in windows
+# of SECONDS each: quiet, then under load and quiet again, CYCLES times. The load is wrk
 # (Debian package `wrk`, `deploy/install-deps.sh --bench`) offering RATE req/s
 # in total, alternating GET /api/v1/jobs/{id} and
 # GET /api/v1/jobs/{id}/metrics?max_points=1000; every connection waits
@@ -29,7 +29,7 @@
 # path a real job never takes (dacld inserts it in order, moving the 30000
 # points behind it). ENCODING (default "gzip, deflate, br", what
 # the browser showing the dashboard sends; "" for none) is the requests'
-# Accept-Encoding. CYCLES=N (default 1) runs N load windows, each followed by
+# Accept-Encoding. CYCLES=N (default 3) runs N load windows, each followed by
 # a quiet one, and compares each with its two quiet neighbours, so that a
 # machine whose speed drifts by a few per cent from minute to minute is seen
 # as drift; the mean's standard error is over this run's windows (separate
@@ -44,7 +44,7 @@ HISTORY=${HISTORY:-30000}
 ENCODING=${ENCODING-gzip, deflate, br}
 RATE=${3:-500}
 CONNS=${4:-25}
-CYCLES=${CYCLES:-1}
+CYCLES=${CYCLES:-3}
 [ -n "${LOAD_PATHS:-}" ] || LOAD_PATHS='/api/v1/jobs/{id} /api/v1/jobs/{id}/metrics?max_points=1000'
 command -v wrk >/dev/null || { echo "serve_load: wrk is missing (deploy/install-deps.sh --bench)" >&2; exit 2; }
 # The quickstart's CPS job on the cardiac phantom, long enough for every window,
