@@ -215,10 +215,12 @@ for c in $(seq 1 "$CYCLES"); do
   read -r reqs dur econn eread ewrite estatus etimeout p50 p99 pmax < <(grep '^WRK ' "$W/wrk-$c.out" | cut -d' ' -f2-)
   echo "$c $reqs $dur $((econn + eread + ewrite + estatus + etimeout)) $p50 $p99 $pmax $econn $eread $ewrite $estatus $etimeout"
 done >"$W/loads"
-awk '{ r += $2; d += $3; e += $4; if ($6 > p99) p99 = $6; if ($7 > mx) mx = $7 }
-  END { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d
-        printf "  errors      %d\n", e
-        printf "  latency     p99 %.3f ms (the worst window)   max %.3f ms\n", p99, mx }' "$W/loads"
+# over the load windows: requests, seconds, errors, the worst p99 and the max
+read -r reqs dur errors p99 pmax < <(awk '{ r += $2; d += $3; e += $4; if ($6 > p) p = $6; if ($7 > m) m = $7 }
+  END { print r, d, e, p + 0, m + 0 }' "$W/loads")
+awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "  achieved    %.0f req/s (%d requests in %.1f s)\n", r / d, r, d }'
+echo "  errors      $errors"
+echo "  latency     p99 $p99 ms (the worst window)   max $pmax ms"
 if [ "$CYCLES" -gt 1 ]; then awk '{ printf "              window %d: p50 %s ms, p99 %s ms, max %s ms; errors %d (connect %s, read %s, write %s, non-2xx/3xx %s, timeout %s)\n", $1, $5, $6, $7, $4, $8, $9, $10, $11, $12 }' "$W/loads"
 else awk '{ printf "              p50 %s ms; errors: connect %s, read %s, write %s, non-2xx/3xx %s, timeout %s\n", $5, $8, $9, $10, $11, $12 }' "$W/loads"; fi
 awk -v r="$creqs" -v d="$cdur" -v a="$cp50" -v b="$cp99" -v c="$cpmax" \
@@ -237,8 +239,6 @@ echo "per second (TLB shootdowns, function-call and rescheduling interrupts, all
 while read -r n tlb cal res sw inv; do
   printf '  %-9s TLB %s  CAL %s  RES %s  switches %s + %s\n' "$n" "$tlb" "$cal" "$res" "$sw" "$inv"
 done <"$W/kwindows"
-p99=$(awk '$6 > m { m = $6 } END { print m + 0 }' "$W/loads")
-errors=$(awk '{ e += $4 } END { print e + 0 }' "$W/loads")
 awk -v p99="$p99" -v e="$errors" -v cores="$(nproc)" '
   { ips[$1] = $2; http[$1] = $6 }
   END {
